@@ -1,0 +1,17 @@
+"""Checks, one module per area, registered into :data:`gpudoctor.checks.base.REGISTRY` on import."""
+
+from __future__ import annotations
+
+import importlib
+
+from gpudoctor.checks.base import REGISTRY, CheckSpec
+
+# Order matters only for display: the report lists checks in registration order, layer by layer.
+CHECK_MODULES: tuple[str, ...] = ("driver", "modules", "devices", "toolkit", "runtime", "parity")
+
+
+def load_checks() -> dict[str, CheckSpec]:
+    """Import every check module once and return the registry (id -> spec), in display order."""
+    for name in CHECK_MODULES:
+        importlib.import_module(f"gpudoctor.checks.{name}")
+    return REGISTRY

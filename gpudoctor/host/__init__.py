@@ -1,0 +1,1 @@
+"""The machine being diagnosed: a root directory, parsers of its files, and live probes."""
