@@ -65,10 +65,7 @@ class HostFacts:
         """Run a live probe once (or replay its recorded result) and log its encoded form for snapshots."""
 
         def compute() -> T:
-            if name in self.recorded_probes:
-                value = decode(self.recorded_probes[name])
-            else:
-                value = live()
+            value = decode(self.recorded_probes[name]) if name in self.recorded_probes else live()
             self.probe_log[name] = encode(value)
             return value
 
