@@ -160,3 +160,4 @@ def test_memo_computes_once_across_threads(facts: HostFacts) -> None:
         t.join()
     assert facts.memo("k", compute) == 42
     assert len(calls) == 1
+

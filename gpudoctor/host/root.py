@@ -10,6 +10,7 @@ Every read is recorded in `accessed` so that a snapshot can collect exactly the 
 
 from __future__ import annotations
 
+import errno
 import os
 import stat as stat_mod
 import threading
@@ -34,6 +35,11 @@ class HostRoot:
     def is_live_root(self) -> bool:
         """True when the root is this machine's own ``/``."""
         return str(self.root) == "/"
+
+    @property
+    def label(self) -> str:
+        """How reports name this root: the directory (a snapshot replay names its archive instead)."""
+        return str(self.root)
 
     @property
     def accessed(self) -> frozenset[str]:
@@ -65,6 +71,9 @@ class HostRoot:
         With `follow`, symlinks in every component (including the last) are resolved inside the root.
         Without it, only the parent components are resolved, so ``lstat``/``readlink`` see the link itself.
         """
+        if "\x00" in host_path:
+            # A NUL can come from a hostile config value; open() would raise ValueError, not OSError.
+            raise OSError(errno.EINVAL, "path contains a NUL byte", host_path.replace("\x00", "\\0"))
         if self.is_live_root:
             return Path(self.normalize(host_path))
         return self.root / self.resolve(host_path, follow=follow).lstrip("/")
