@@ -3,7 +3,8 @@
 Contract:
 - A check whose dependency ended `fail`, `error` or `skip` is not run; it becomes `skip` with the reason.
 - A check that raises becomes an `error` result with the exception in its evidence; the run goes on.
-- A `live` check under ``--offline`` becomes `skip`.
+- A `live` check under ``--offline`` becomes `skip`. In a snapshot replay (``host.replay``) live checks run
+  on the recorded probes; one that asks for a probe the snapshot did not record becomes `skip` saying so.
 - Each result records its duration. Results come back in registry order, whatever order they finished in.
 """
 
@@ -16,12 +17,13 @@ import traceback
 from collections.abc import Callable, Iterable, Mapping
 
 from gpudoctor.checks.base import CheckContext, CheckOptions, CheckResult, CheckSpec, Finding, Status
-from gpudoctor.host.facts import HostFacts
+from gpudoctor.host.facts import HostFacts, ProbeNotRecorded
 
 EventCallback = Callable[[str, CheckResult | None], None]
 """Called with (check_id, None) when a check starts and (check_id, result) when it ends. Any thread."""
 
 _BLOCKING = (Status.FAIL, Status.ERROR, Status.SKIP)
+_SKIP_PREFIX = "skipped because "
 
 
 def select_checks(
@@ -63,7 +65,10 @@ def _blocked_reason(spec: CheckSpec, results: Mapping[str, CheckResult]) -> str 
     for dep in spec.depends_on:
         res = results.get(dep)
         if res is not None and res.status in _BLOCKING:
-            return f"skipped because {dep} is {res.status.value}: {res.summary}"
+            if res.status is Status.SKIP and res.summary.startswith(_SKIP_PREFIX):
+                # Name the root cause once, not a chain of "skipped because ... skipped because ...".
+                return res.summary
+            return f"{_SKIP_PREFIX}{dep} is {res.status.value}: {res.summary}"
     return None
 
 
@@ -79,6 +84,8 @@ def run_one(spec: CheckSpec, ctx: CheckContext, results: Mapping[str, CheckResul
     else:
         try:
             finding = spec.func(ctx)
+        except ProbeNotRecorded as exc:
+            finding = Finding(status=Status.SKIP, summary=f"needs a live probe: {exc}")
         except Exception as exc:  # a crashing check must never crash the tool
             tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
             finding = Finding(

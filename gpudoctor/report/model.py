@@ -96,7 +96,11 @@ _SEVERITY = {Status.PASS: 0, Status.SKIP: 1, Status.WARN: 2, Status.ERROR: 3, St
 
 
 def worst(statuses: Sequence[Status]) -> Status:
-    """The most severe status; an all-skip group is skip, an empty one pass."""
+    """The status a group shows: its most severe problem; otherwise pass if anything passed (skips beside
+    passes are not a problem); skip only when everything was skipped; pass for an empty group."""
     if not statuses:
         return Status.PASS
-    return max(statuses, key=lambda s: _SEVERITY[s])
+    top = max(statuses, key=lambda s: _SEVERITY[s])
+    if top is Status.SKIP and Status.PASS in statuses:
+        return Status.PASS
+    return top
