@@ -590,3 +590,19 @@ def test_fuzz_containerd_with_imports(main: str, dropin: str, major: int | None)
             assert exc.path in str(exc)
         else:
             assert isinstance(cfg, ContainerdConfig) and cfg.version in (1, 2, 3)
+
+
+def test_containerd_1x_dropin_that_keeps_every_setting_is_not_a_finding(tmp_path: Path) -> None:
+    main = 'version = 2\nimports = ["/etc/containerd/conf.d/*.toml"]\n[plugins."io.containerd.grpc.v1.cri".containerd]\n  snapshotter = "overlayfs"\n'
+    dropin = (
+        'version = 2\n[plugins."io.containerd.grpc.v1.cri".containerd]\n  snapshotter = "overlayfs"\n'
+        '  default_runtime_name = "nvidia"\n'
+        '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nvidia]\n  runtime_type = "io.containerd.runc.v2"\n'
+    )
+    write(tmp_path, CONTAINERD, main)
+    write(tmp_path, "/etc/containerd/conf.d/99-nvidia.toml", dropin)
+    cfg = read_containerd_config(HostRoot(tmp_path))
+    assert cfg is not None and set(cfg.runtimes) == {"nvidia"} and cfg.warnings == ()
+    write(tmp_path, "/etc/containerd/conf.d/99-nvidia.toml", dropin.replace('  snapshotter = "overlayfs"\n', ""))
+    lossy = read_containerd_config(HostRoot(tmp_path))
+    assert lossy is not None and any("replaces the whole" in w for w in lossy.warnings)

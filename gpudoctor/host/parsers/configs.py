@@ -611,7 +611,7 @@ def read_containerd_config(
             elif doc.get("version"):
                 effective_version = version  # containerd 1.x: a later non-zero version overrides
 
-        _note_shadowing(doc, file_path, major, plugin_owner, warnings)
+        _note_shadowing(doc, merged, file_path, major, plugin_owner, warnings)
         try:
             _merge_config(merged, doc, replace_plugin_sections=major < 2)
         except RecursionError:
@@ -668,20 +668,42 @@ def _merge_config(merged: dict[str, Any], doc: dict[str, Any], *, replace_plugin
 
 
 def _note_shadowing(
-    doc: dict[str, Any], file_path: str, major: int, owner: dict[str, str], warnings: list[str]
+    doc: dict[str, Any],
+    merged: dict[str, Any],
+    file_path: str,
+    major: int,
+    owner: dict[str, str],
+    warnings: list[str],
 ) -> None:
-    """containerd 1.x: warn when a file replaces a plugin section an earlier file set."""
+    """containerd 1.x: warn when a file replaces a plugin section an earlier file set, and settings are lost.
+
+    A drop-in that carries a full copy of the section plus its own additions (what nvidia-ctk and
+    gpudoctor's own fix write, because 1.x replaces sections whole) loses nothing, so it is not a finding.
+    """
     plugins = doc.get("plugins")
     if not isinstance(plugins, dict):
         return
-    for name in plugins:
+    earlier_plugins = merged.get("plugins")
+    for name, section in plugins.items():
         earlier = owner.get(name)
         if earlier is not None and major < 2:
-            warnings.append(
-                f'{file_path} replaces the whole [plugins."{name}"] section of {earlier}: containerd 1.x does not '
-                "merge plugin sections, so the settings there are lost"
-            )
+            before = earlier_plugins.get(name) if isinstance(earlier_plugins, dict) else None
+            if not _deep_subset(before, section):
+                warnings.append(
+                    f'{file_path} replaces the whole [plugins."{name}"] section of {earlier}: containerd 1.x does '
+                    "not merge plugin sections, so the settings there are lost"
+                )
         owner[name] = file_path
+
+
+def _deep_subset(old: Any, new: Any, depth: int = 0) -> bool:
+    """True when every setting in `old` is still set in `new`. A changed value is an override (what a merging
+    containerd would produce too); only a key that disappears is a lost setting. Tables compare recursively."""
+    if depth > 64:
+        return False
+    if isinstance(old, dict):
+        return isinstance(new, dict) and all(k in new and _deep_subset(v, new[k], depth + 1) for k, v in old.items())
+    return True
 
 
 def _version_mismatch_warnings(merged: dict[str, Any], version: int, path: str, warnings: list[str]) -> None:
