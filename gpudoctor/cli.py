@@ -8,12 +8,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from gpudoctor import __version__
 from gpudoctor.report.model import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE
+
+if TYPE_CHECKING:
+    from gpudoctor.host.facts import HostFacts
 
 SUBCOMMANDS: dict[str, str] = {
     "cdi": "gpudoctor.commands.cdi",
@@ -78,20 +83,42 @@ def _list_checks() -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _open_facts(args: argparse.Namespace) -> Iterator[HostFacts]:
+    """The host to diagnose: ``--root`` (default /), or with ``--demo SCENARIO`` a bundled demo host."""
+    from gpudoctor.host.open import HostOpenError, open_host
+
+    if getattr(args, "demo", None) is not None:
+        from gpudoctor.demo import DemoError, open_demo
+
+        try:
+            with open_demo(args.demo) as demo:
+                yield demo.facts
+        except DemoError as exc:
+            raise HostOpenError(str(exc)) from None
+        return
+    with open_host(args.root, offline=args.offline, docker_host=args.docker_host) as facts:
+        yield facts
+
+
 def run_check(args: argparse.Namespace) -> int:
     """The headless doctor. Prints the report; returns the exit code from design.md."""
     import os
 
     from gpudoctor.checks.base import CheckOptions
     from gpudoctor.doctor import UsageError, run_doctor
-    from gpudoctor.host.open import HostOpenError, open_host
+    from gpudoctor.host.open import HostOpenError
     from gpudoctor.report.model import EXIT_OK
 
     options = CheckOptions(offline=args.offline, docker_host=args.docker_host, pull=args.pull, timeout=args.timeout)
     if args.image:
         options.image = args.image
     try:
-        with open_host(args.root, offline=args.offline, docker_host=args.docker_host) as facts:
+        with _open_facts(args) as facts:
+            if args.fix and facts.replay:
+                # A snapshot is a copy of another machine: its fixes' commands would run on this one.
+                raise UsageError(f"--fix cannot be used with a snapshot ({args.root}): it replays another host; "
+                                 "run `sudo gpudoctor --check --fix` on that host")
             options.offline = facts.offline
             report = run_doctor(facts, options=options, only=_split(args.only), skip=_split(args.skip))
             if args.fix:

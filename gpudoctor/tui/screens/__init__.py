@@ -1,0 +1,1 @@
+"""Screens: the main screen, the fix flow (preview, confirm, apply), the install wizard, export, help."""
