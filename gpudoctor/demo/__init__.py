@@ -65,9 +65,25 @@ def materialise(name: str, dest: str | Path) -> DemoHost:
         root = tree.write(dest)
     except OSError as exc:
         raise DemoError(f"cannot lay out the demo host in {dest}: {exc}") from None
+    _install_gpudoctor_stand_ins(Path(root))
     facts = HostFacts(root=DemoRoot(root, devices=tree.devices), recorded_probes=dict(tree.recorded_probes))
     return DemoHost(name=tree.name, title=tree.title, description=tree.description, root=root, facts=facts,
                     expected=dict(tree.expected))
+
+
+def _install_gpudoctor_stand_ins(root: Path) -> None:
+    """The demo host is one where gpudoctor is installed: what its generated CDI hooks and runtime launcher
+    name (this interpreter and the engine's entry script) must exist under the root, or the demo's own
+    `runtime.cdi` check would rightly call a spec the wizard just wrote stale."""
+    from gpudoctor.engine.launcher import entry_path, python_path
+
+    for host_path in (python_path(), entry_path()):
+        target = root / host_path.lstrip("/")
+        if target.exists() or target.is_symlink():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"")
+        target.chmod(0o755)
 
 
 @contextmanager

@@ -131,3 +131,18 @@ def test_demo_check_runs_headless_on_the_demo_host(capsys: pytest.CaptureFixture
     assert data["host"]["offline"] is True
     assert main(["--demo", "broken", "--only", "nope"]) == 2  # the TUI is never started
     assert "unknown check id or group: nope" in capsys.readouterr().err
+
+
+def test_gpudoctor_route_engine_step_verifies_on_the_demo_host() -> None:
+    """The wizard's other route writes our launcher and a CDI spec into the demo copy; the spec's hooks name
+    this interpreter and the engine's entry script, which the demo host carries, so the step verifies."""
+    from gpudoctor.install import build_install_plan, run_step
+
+    with open_demo("missing-toolkit") as demo:
+        plan = build_install_plan(demo.facts, "gpudoctor", options=CheckOptions(offline=True))
+        step = next(s for s in plan.steps if s.id == "engine")
+        lines: list[str] = []
+        result = run_step(step, lines.append, confirm=lambda question: True)
+        assert result.state == "done", (result.detail, lines)
+        assert "fresh CDI spec" in result.detail
+        assert (demo.root / "etc/cdi/nvidia.yaml").is_file()
