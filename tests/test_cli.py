@@ -158,7 +158,7 @@ def test_a_crashing_check_is_an_error_result_and_exit_3(crashing_check: str, hea
 def test_a_crashing_check_in_text_mode(crashing_check: str, healthy: Path) -> None:
     code, out, _ = _in_process(["--check", "--offline", "--root", str(healthy), "--only", crashing_check])
     assert code == EXIT_ERROR
-    assert "E Always crashes: the check itself crashed: RuntimeError: boom from a test check" in out
+    assert "E Always crashes (zz.crash): the check itself crashed: RuntimeError: boom from a test check" in out
 
 
 def test_crashing_check_is_gone_after_the_fixture() -> None:
@@ -187,7 +187,7 @@ def test_text_report_groups_and_marks(hosts: BuiltHosts) -> None:
     broken = run_gpudoctor(["--check", "--offline"], root=hosts.get(by_name()["nvidiactl_missing"]))
     lines = broken.stdout.splitlines()
     assert "[✗] Device nodes (2/4 passed)" in lines
-    assert "    ✗ /dev/nvidiactl: /dev/nvidiactl is missing" in lines
+    assert "    ✗ /dev/nvidiactl (devices.control): /dev/nvidiactl is missing" in lines
     assert "        /dev/nvidiactl: missing" in lines
     assert any(line.startswith("        → Create it: `sudo nvidia-modprobe -c 0`") for line in lines)
     assert "        fix: gpudoctor fix device-nodes" in lines
@@ -195,7 +195,7 @@ def test_text_report_groups_and_marks(hosts: BuiltHosts) -> None:
 
     warn = run_gpudoctor(["--check", "--offline"], root=hosts.get(by_name()["modeset_not_loaded"]))
     assert "[!] Kernel modules (2/4 passed)" in warn.stdout
-    assert "    ! nvidia_modeset module: nvidia_modeset is not loaded" in warn.stdout
+    assert "    ! nvidia_modeset module (modules.nvidia_modeset): nvidia_modeset is not loaded" in warn.stdout
 
 
 def test_verbose_shows_every_check_with_evidence_and_timing(healthy: Path) -> None:

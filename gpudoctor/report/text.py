@@ -73,7 +73,9 @@ def _host_line(report: Report) -> str:
 def _detail_lines(res: CheckResult, style: _Style, *, evidence: bool, timing: bool) -> Iterable[str]:
     mark = style.status(res.status, MARKS[res.status])
     tail = style.dim(f"  ({res.duration_ms:.1f} ms)") if timing else ""
-    yield f"    {mark} {res.title}: {res.summary}{tail}"
+    # The id is what --only/--skip and CI filters take, so it stands beside the human title.
+    name = res.title if res.title == res.id else f"{res.title} ({res.id})"
+    yield f"    {mark} {name}: {res.summary}{tail}"
     if evidence:
         for line in res.evidence:
             yield f"        {style.dim(line)}"
