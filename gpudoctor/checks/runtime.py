@@ -498,6 +498,12 @@ def containerd(ctx: CheckContext) -> Finding:
         )
     names = " and ".join(s.flavor for s in setups if s.flavor != "containerd")
     label = f"containerd ({names})" if names else "containerd"
+    # The running daemon (process start vs config changes; CRI plugin state unless --offline).
+    from gpudoctor.checks.live_containerd import containerd_live
+
+    live_problems, live_context = containerd_live(ctx, setups)
+    problems += live_problems
+    context += live_context
     return verdict(problems, ok=f"{label} has a working nvidia runtime or CDI", context=context)
 
 
@@ -774,7 +780,8 @@ def cgroups(ctx: CheckContext) -> Finding:
 @check(
     "runtime.docker_daemon",
     title="Docker daemon (live)",
-    depends_on=("toolkit.installed",),
+    # No dependency on toolkit.installed: a daemon without the toolkit can still run GPU containers through
+    # gpudoctor's engine (the direct route), and what the daemon says matters most when the toolkit is missing.
     layer="runtime",
     live=True,
 )

@@ -94,6 +94,7 @@ def test_live_checks_are_registered_live_with_their_dependencies() -> None:
     specs = load_checks()
     assert specs["runtime.docker_daemon"].live and specs["parity.nvidia_smi"].live
     assert "runtime.docker_daemon" in specs["parity.nvidia_smi"].depends_on
+    assert specs["runtime.docker_daemon"].depends_on == ()  # the direct route needs no toolkit
     assert specs["toolkit.installed"].depends_on == ("driver.installed",)
     for cid in ("toolkit.config", "runtime.docker_config", "runtime.containerd", "runtime.cgroups"):
         assert specs[cid].depends_on == ("toolkit.installed",), cid
