@@ -21,8 +21,20 @@ T = TypeVar("T")
 _MISSING = object()
 
 
+class ProbeNotRecorded(Exception):
+    """A snapshot replay asked for a live probe that the snapshot did not record (it is never run live)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"the snapshot has no recorded {name!r} probe, and a replay never probes live")
+        self.name = name
+
+
 class HostFacts:
-    """Lazily computed facts about one host, rooted at `root`."""
+    """Lazily computed facts about one host, rooted at `root`.
+
+    With `replay` (a snapshot being replayed), recorded probes stand in for every live probe, and a probe
+    that was not recorded raises ProbeNotRecorded instead of touching this machine.
+    """
 
     def __init__(
         self,
@@ -30,9 +42,11 @@ class HostFacts:
         root: HostRoot,
         recorded_probes: dict[str, Any] | None = None,
         docker_host: str | None = None,
+        replay: bool = False,
     ) -> None:
         self.root = root
         self.docker_host = docker_host
+        self.replay = replay
         self.recorded_probes: dict[str, Any] = dict(recorded_probes or {})
         self.probe_log: dict[str, Any] = {}
         self._values: dict[str, Any] = {}
@@ -41,7 +55,8 @@ class HostFacts:
 
     def fresh(self) -> HostFacts:
         """A new HostFacts on the same root with nothing cached (re-check after a fix)."""
-        return HostFacts(root=self.root, recorded_probes=self.recorded_probes, docker_host=self.docker_host)
+        return HostFacts(root=self.root, recorded_probes=self.recorded_probes, docker_host=self.docker_host,
+                         replay=self.replay)
 
     @property
     def offline(self) -> bool:
@@ -65,7 +80,12 @@ class HostFacts:
         """Run a live probe once (or replay its recorded result) and log its encoded form for snapshots."""
 
         def compute() -> T:
-            value = decode(self.recorded_probes[name]) if name in self.recorded_probes else live()
+            if name in self.recorded_probes:
+                value = decode(self.recorded_probes[name])
+            elif self.replay:
+                raise ProbeNotRecorded(name)
+            else:
+                value = live()
             self.probe_log[name] = encode(value)
             return value
 

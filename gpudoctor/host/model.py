@@ -8,12 +8,11 @@ carries its ParseError, and the checks turn both into findings that name the fil
 
 from __future__ import annotations
 
-import platform
+import os
 import posixpath
 import re
 import stat as stat_mod
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from gpudoctor.host.errors import ParseError
@@ -35,6 +34,8 @@ from gpudoctor.host.parsers.procfs import (
     parse_proc_version,
 )
 from gpudoctor.host.parsers.sysfs import PciDevice, SysModule, is_display_controller, is_nvidia, is_nvswitch
+from gpudoctor.host.record import Record, field
+from gpudoctor.host.root import DEFAULT_MAX_BYTES
 
 if TYPE_CHECKING:
     from gpudoctor.host.nvml import NvmlProbe
@@ -83,8 +84,7 @@ _MACHINE_ARCH = {"x86_64": "x86-64", "amd64": "x86-64", "aarch64": "aarch64", "a
 # -- generic file facts ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FileFact(Generic[T]):
+class FileFact(Record, Generic[T]):
     """A host file as found: absent, unreadable, unparseable (`error`), or parsed (`value`)."""
 
     path: str
@@ -108,28 +108,35 @@ class FileFact(Generic[T]):
         return f"{self.path}: present"
 
 
-def _load(facts: HostFacts, path: str, parse: Callable[[str], T]) -> FileFact[T]:
+def load_bytes(facts: HostFacts, path: str, parse: Callable[[bytes], T], *,
+               max_bytes: int = DEFAULT_MAX_BYTES) -> FileFact[T]:
+    """Read `path` through the root and parse its bytes; what went wrong is in the FileFact, never raised."""
     root = facts.root
     if not root.exists(path):
         return FileFact(path=path, exists=False)
     if root.is_dir(path):
         return FileFact(path=path, exists=True, unreadable="is a directory, not a file")
     try:
-        text = root.read_text(path)
+        data = root.read_bytes(path, max_bytes=max_bytes)
     except OSError as exc:
         return FileFact(path=path, exists=True, unreadable=exc.strerror or str(exc))
     try:
-        return FileFact(path=path, exists=True, value=parse(text))
+        return FileFact(path=path, exists=True, value=parse(data))
     except ParseError as exc:
         return FileFact(path=path, exists=True, error=exc)
+
+
+def load_text(facts: HostFacts, path: str, parse: Callable[[str], T]) -> FileFact[T]:
+    """Like load_bytes, for a text parser: undecodable bytes become U+FFFD (as HostRoot.read_text does)."""
+    return load_bytes(facts, path, lambda data: parse(data.decode("utf-8", errors="replace")))
 
 
 # -- kernel, WSL -------------------------------------------------------------------------------------------
 
 
 def proc_version(facts: HostFacts) -> FileFact[KernelVersion]:
-    return facts.memo("m:proc_version", lambda: _load(facts, PROC_VERSION,
-                                                      lambda t: parse_proc_version(t, path=PROC_VERSION)))
+    return facts.memo("m:proc_version", lambda: load_text(facts, PROC_VERSION,
+                                                          lambda t: parse_proc_version(t, path=PROC_VERSION)))
 
 
 def kernel_release(facts: HostFacts) -> str | None:
@@ -145,8 +152,7 @@ def kernel_release(facts: HostFacts) -> str | None:
     return facts.memo("m:kernel_release", compute)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WslInfo:
+class WslInfo(Record):
     """Whether the host is WSL, and the line that says so. `kind` is "wsl2", "wsl1" or None."""
 
     kind: str | None
@@ -188,17 +194,16 @@ def wsl(facts: HostFacts) -> WslInfo:
 
 def nvidia_version(facts: HostFacts) -> FileFact[DriverVersion]:
     """The loaded kernel module's version file (absent when nvidia.ko is not loaded)."""
-    return facts.memo("m:nvidia_version", lambda: _load(facts, NVIDIA_VERSION,
-                                                        lambda t: parse_driver_version(t, path=NVIDIA_VERSION)))
+    return facts.memo("m:nvidia_version", lambda: load_text(facts, NVIDIA_VERSION,
+                                                            lambda t: parse_driver_version(t, path=NVIDIA_VERSION)))
 
 
 def nvidia_params(facts: HostFacts) -> FileFact[dict[str, str]]:
-    return facts.memo("m:nvidia_params", lambda: _load(facts, NVIDIA_PARAMS,
-                                                       lambda t: _parse_params(t, path=NVIDIA_PARAMS)))
+    return facts.memo("m:nvidia_params", lambda: load_text(facts, NVIDIA_PARAMS,
+                                                           lambda t: _parse_params(t, path=NVIDIA_PARAMS)))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProcGpu:
+class ProcGpu(Record):
     """One ``/proc/driver/nvidia/gpus/<bus>/information`` file: `bus_dir` is the directory name."""
 
     bus_dir: str
@@ -241,17 +246,16 @@ def proc_gpus(facts: HostFacts) -> list[ProcGpu]:
 
 
 def proc_modules(facts: HostFacts) -> FileFact[dict[str, ModuleEntry]]:
-    return facts.memo("m:proc_modules", lambda: _load(facts, PROC_MODULES,
-                                                      lambda t: parse_modules(t, path=PROC_MODULES)))
+    return facts.memo("m:proc_modules", lambda: load_text(facts, PROC_MODULES,
+                                                          lambda t: parse_modules(t, path=PROC_MODULES)))
 
 
 def proc_devices(facts: HostFacts) -> FileFact[ProcDevices]:
-    return facts.memo("m:proc_devices", lambda: _load(facts, PROC_DEVICES,
-                                                      lambda t: parse_devices(t, path=PROC_DEVICES)))
+    return facts.memo("m:proc_devices", lambda: load_text(facts, PROC_DEVICES,
+                                                          lambda t: parse_devices(t, path=PROC_DEVICES)))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SysModuleFact:
+class SysModuleFact(Record):
     path: str
     value: SysModule | None = None
     error: ParseError | None = None
@@ -273,8 +277,7 @@ def sys_module(facts: HostFacts, name: str) -> SysModuleFact:
     return facts.memo(f"m:sys_module:{sys_name}", compute)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ModuleState:
+class ModuleState(Record):
     """A kernel module as /proc/modules and /sys/module show it, with the evidence lines for both."""
 
     name: str
@@ -331,8 +334,7 @@ def module_state(facts: HostFacts, name: str) -> ModuleState:
     return facts.memo(f"m:module_state:{name}", compute)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DeviceNode:
+class DeviceNode(Record):
     """What is at a /dev path: `kind` is "char", "missing" or another file type."""
 
     path: str
@@ -367,8 +369,6 @@ def device_node(facts: HostFacts, path: str) -> DeviceNode:
             return DeviceNode(path=path, kind="missing")
         mode = st.st_mode
         if stat_mod.S_ISCHR(mode):
-            import os
-
             return DeviceNode(path=path, kind="char", major=os.major(st.st_rdev), minor=os.minor(st.st_rdev),
                               mode=stat_mod.S_IMODE(mode), uid=st.st_uid, gid=st.st_gid)
         kind = ("directory" if stat_mod.S_ISDIR(mode) else "regular file" if stat_mod.S_ISREG(mode)
@@ -381,8 +381,7 @@ def device_node(facts: HostFacts, path: str) -> DeviceNode:
 # -- PCI ---------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PciScan:
+class PciScan(Record):
     """The PCI bus. `readable` is False when the root has no /sys/bus/pci/devices at all."""
 
     devices: tuple[PciDevice, ...] = ()
@@ -451,8 +450,7 @@ def nvml_bus_id(bus_id: str) -> str:
 # -- firmware, boot configuration --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SecureBoot:
+class SecureBoot(Record):
     enabled: bool | None
     evidence: str
 
@@ -485,8 +483,7 @@ def lockdown(facts: HostFacts) -> str | None:
     return facts.memo("m:lockdown", compute)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ModprobeConfig:
+class ModprobeConfig(Record):
     """What modprobe.d and the kernel command line say about modules.
 
     `blacklists` maps a module name to the lines that blacklist it (``/etc/modprobe.d/x.conf:3: blacklist
@@ -578,29 +575,17 @@ def module_files_for_kernel(facts: HostFacts, release: str | None, module: str =
 
 
 def ld_cache(facts: HostFacts) -> FileFact[list[LdCacheEntry]]:
-    def compute() -> FileFact[list[LdCacheEntry]]:
-        root = facts.root
-        if not root.exists(LD_SO_CACHE):
-            return FileFact(path=LD_SO_CACHE, exists=False)
-        try:
-            data = root.read_bytes(LD_SO_CACHE, max_bytes=64 * 1024 * 1024)
-        except OSError as exc:
-            return FileFact(path=LD_SO_CACHE, exists=True, unreadable=exc.strerror or str(exc))
-        try:
-            return FileFact(path=LD_SO_CACHE, exists=True, value=parse_ld_so_cache(data, path=LD_SO_CACHE))
-        except ParseError as exc:
-            return FileFact(path=LD_SO_CACHE, exists=True, error=exc)
-
-    return facts.memo("m:ld_cache", compute)
+    return facts.memo("m:ld_cache", lambda: load_bytes(facts, LD_SO_CACHE,
+                                                       lambda data: parse_ld_so_cache(data, path=LD_SO_CACHE),
+                                                       max_bytes=64 * 1024 * 1024))
 
 
 def _native(entry: LdCacheEntry) -> bool:
-    machine = platform.machine().lower()
+    machine = os.uname().machine.lower()  # what platform.machine() returns, without importing platform
     return entry.arch == _MACHINE_ARCH.get(machine, machine)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LibraryLookup:
+class LibraryLookup(Record):
     """Where a driver library's soname leads on this host.
 
     `path` is the host path the loader would open (from ld.so.cache, else a lib dir), `real_path` that path
@@ -675,17 +660,72 @@ def find_library(facts: HostFacts, soname: str, *, lib_dirs: tuple[str, ...] = L
     return facts.memo(key, compute)
 
 
-def find_binary(facts: HostFacts, name: str, dirs: tuple[str, ...] = BIN_DIRS) -> str | None:
-    """Host path of an executable file `name` in `dirs`, or None."""
+class Binary(Record):
+    """Where a program was found. `path` is the host path (a PATH dir + name, or the absolute name)."""
 
-    def compute() -> str | None:
-        for d in dirs:
-            st = facts.root.stat(f"{d}/{name}")
-            if st is not None and stat_mod.S_ISREG(st.st_mode) and st.st_mode & 0o111:
-                return f"{d}/{name}"
+    name: str
+    path: str | None
+    executable: bool = False
+    searched: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.path is not None and self.executable
+
+    def describe(self) -> str:
+        """One evidence line: where it was found, or where it was looked for."""
+        absolute = self.name.startswith("/")
+        if self.path is None:
+            if absolute:
+                return f"{self.name}: not present"
+            where = ", ".join(self.searched)
+            return f"{self.name}: not found in {where}" if where else f"{self.name}: not found"
+        if not self.executable:
+            return f"{self.path}: exists but is not executable"
+        return f"{self.path}: present" if absolute else f"{self.name}: {self.path}"
+
+
+def usable_path(host_path: str) -> bool:
+    """A path the OS can look up at all (config values may hold anything, NUL bytes included)."""
+    return "\0" not in host_path
+
+
+def _is_executable(facts: HostFacts, host_path: str) -> bool | None:
+    """None when nothing is there (or a directory); else whether it is a regular file with an exec bit."""
+    if not usable_path(host_path):
         return None
+    st = facts.root.stat(host_path)
+    if st is None or stat_mod.S_ISDIR(st.st_mode):
+        return None
+    return stat_mod.S_ISREG(st.st_mode) and bool(st.st_mode & 0o111)
+
+
+def lookup_binary(facts: HostFacts, name: str, dirs: tuple[str, ...] = BIN_DIRS) -> Binary:
+    """Look `name` up like a PATH search: an absolute name as is, a bare name in `dirs`, first executable
+    wins; when none is executable, the first one present is reported as not executable."""
+
+    def compute() -> Binary:
+        if "/" in name:
+            path = name if name.startswith("/") else "/" + name
+            exe = _is_executable(facts, path)
+            return Binary(name=name, path=path if exe is not None else None, executable=bool(exe), searched=(path,))
+        first_present: str | None = None
+        for d in dirs:
+            candidate = f"{d}/{name}"
+            exe = _is_executable(facts, candidate)
+            if exe:
+                return Binary(name=name, path=candidate, executable=True, searched=dirs)
+            if exe is not None and first_present is None:
+                first_present = candidate
+        return Binary(name=name, path=first_present, executable=False, searched=dirs)
 
     return facts.memo(f"m:bin:{name}:{','.join(dirs)}", compute)
+
+
+def find_binary(facts: HostFacts, name: str, dirs: tuple[str, ...] = BIN_DIRS) -> str | None:
+    """Host path of an executable file `name` in `dirs`, or None."""
+    found = lookup_binary(facts, name, dirs)
+    return found.path if found.ok else None
 
 
 def os_info(facts: HostFacts) -> OsInfo | None:
@@ -702,27 +742,48 @@ def os_info(facts: HostFacts) -> OsInfo | None:
     return facts.memo("m:os_info", compute)
 
 
+RHEL_IDS = frozenset({"rhel", "fedora", "centos", "rocky", "almalinux", "amzn", "ol"})
+SUSE_IDS = frozenset({"suse", "opensuse", "sles", "opensuse-leap", "opensuse-tumbleweed"})
+
+
+def os_family(facts: HostFacts) -> tuple[str | None, str | None]:
+    """(family, pretty name): family is "debian", "rhel", "suse" or None when unknown."""
+
+    def compute() -> tuple[str | None, str | None]:
+        info = os_info(facts)
+        if info is None:
+            return None, None
+        ids = {info.id, *info.id_like}
+        pretty = info.pretty_name or info.name
+        if ids & {"debian", "ubuntu"}:
+            return "debian", pretty
+        if ids & RHEL_IDS:
+            return "rhel", pretty
+        if ids & SUSE_IDS:
+            return "suse", pretty
+        return None, pretty
+
+    return facts.memo("m:os_family", compute)
+
+
 def driver_install_command(facts: HostFacts) -> str:
     """How to install the NVIDIA driver on this distribution (one line)."""
     info = os_info(facts)
-    ids = {info.id, *info.id_like} if info is not None else set()
-    if "ubuntu" in ids:
+    if info is not None and "ubuntu" in {info.id, *info.id_like}:
         return "sudo ubuntu-drivers install   (or: sudo apt-get install nvidia-driver-550)"
-    if ids & {"debian"}:
+    family, _ = os_family(facts)
+    if family == "debian":
         return "sudo apt-get install nvidia-driver   (from the non-free repository)"
-    if ids & {"rhel", "fedora", "centos", "rocky", "almalinux", "amzn", "ol"}:
+    if family == "rhel":
         return "sudo dnf module install nvidia-driver:latest-dkms   (NVIDIA's CUDA repository)"
-    if ids & {"suse", "opensuse", "sles", "opensuse-leap", "opensuse-tumbleweed"}:
+    if family == "suse":
         return "sudo zypper install nvidia-compute-G06"
     return "install your distribution's NVIDIA driver packages (see https://docs.nvidia.com/datacenter/tesla/)"
 
 
 def initramfs_command(facts: HostFacts) -> str:
-    info = os_info(facts)
-    ids = {info.id, *info.id_like} if info is not None else set()
-    if ids & {"rhel", "fedora", "centos", "rocky", "almalinux", "amzn", "ol", "suse", "opensuse"}:
-        return "sudo dracut -f"
-    return "sudo update-initramfs -u"
+    family, _ = os_family(facts)
+    return "sudo dracut -f" if family in ("rhel", "suse") else "sudo update-initramfs -u"
 
 
 # -- NVML (live) -------------------------------------------------------------------------------------------

@@ -22,6 +22,22 @@ _MAX_LINKS = 40
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 
 
+# What Path.is_symlink() treats as "not a link" rather than an error.
+_NOT_THERE = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP)
+
+
+def _is_symlink(path: str) -> bool:
+    """``Path(path).is_symlink()`` without building a Path."""
+    try:
+        return stat_mod.S_ISLNK(os.lstat(path).st_mode)
+    except OSError as exc:
+        if exc.errno in _NOT_THERE:
+            return False
+        raise
+    except ValueError:
+        return False
+
+
 class HostRoot:
     """The filesystem of the host being diagnosed, rooted at `root`."""
 
@@ -82,6 +98,7 @@ class HostRoot:
         """Resolve symlinks in `host_path` inside the root; returns the resolved host path."""
         if self.is_live_root:
             return self.normalize(host_path)
+        root = str(self.root)
         pending = [c for c in host_path.split("/") if c not in ("", ".")]
         pending.reverse()
         done: list[str] = []
@@ -92,9 +109,10 @@ class HostRoot:
                 if done:
                     done.pop()
                 continue
-            candidate = self.root.joinpath(*done, comp)
+            # Plain strings, not Path objects: this runs for every component of every file the checks read.
+            candidate = os.path.join(root, *done, comp)
             is_last = not pending
-            if (follow or not is_last) and candidate.is_symlink():
+            if (follow or not is_last) and _is_symlink(candidate):
                 links += 1
                 if links > _MAX_LINKS:
                     raise OSError(40, "Too many levels of symbolic links", "/" + "/".join([*done, comp]))
