@@ -49,7 +49,14 @@ async def settle(pilot: Pilot[Any], *, runs: int = 1) -> None:
     await wait_for(pilot, lambda: app.runs_finished >= runs and not app.busy, f"{runs} finished run(s)")
     await app.workers.wait_for_complete()
     await pilot.pause()
+    await wait_for(pilot, lambda: _moves_done(app), "the cursor to land on its check")
     await pilot.pause()
+
+
+def _moves_done(app: GpuDoctorApp) -> bool:
+    from gpudoctor.tui.widgets.check_tree import CheckTree
+
+    return all(tree.pending_moves == 0 for tree in app.screen.query(CheckTree))
 
 
 async def idle(pilot: Pilot[Any]) -> None:
@@ -58,6 +65,9 @@ async def idle(pilot: Pilot[Any]) -> None:
     await pilot.pause()
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()
+    app = pilot.app
+    if isinstance(app, GpuDoctorApp):
+        await wait_for(pilot, lambda: _moves_done(app), "the cursor to land on its check")
 
 
 def run(body: Callable[[], Coroutine[Any, Any, T]]) -> T:

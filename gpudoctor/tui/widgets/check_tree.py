@@ -78,6 +78,9 @@ class CheckTree(Tree[str]):
         self._specs: dict[str, CheckSpec] = {}
         self._check_nodes: dict[str, TreeNode[str]] = {}
         self._layer_nodes: dict[str, TreeNode[str]] = {}
+        # Cursor moves still waiting for the tree to lay its lines out (a busy machine can take several
+        # refreshes); tests and callers that need the cursor in place wait for this to reach 0.
+        self.pending_moves = 0
 
     def on_mount(self) -> None:
         self.border_title = "Checks"
@@ -123,16 +126,21 @@ class CheckTree(Tree[str]):
         if node is not None:
             self._move_to(node)
 
-    def _move_to(self, node: TreeNode[str], attempts: int = 3) -> None:
+    def _move_to(self, node: TreeNode[str], attempts: int = 50) -> None:
         if node.parent is not None and not node.parent.is_expanded:
             node.parent.expand()
         if node.line < 0:  # the tree lays out its lines lazily: try again once it has
             if attempts > 0:
-                self.call_after_refresh(self._move_to, node, attempts - 1)
+                self.pending_moves += 1
+                self.call_after_refresh(self._deferred_move, node, attempts - 1)
             return
         self.move_cursor(node)
         # The screen may still be settling its layout (the header's height): scroll once it has.
         self.call_after_refresh(self.scroll_to_node, node, False)
+
+    def _deferred_move(self, node: TreeNode[str], attempts: int) -> None:
+        self.pending_moves -= 1
+        self._move_to(node, attempts)
 
     @property
     def selected_id(self) -> str | None:
