@@ -15,13 +15,14 @@ config it examined:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from gpudoctor.checks.base import CheckContext, Status
 from gpudoctor.checks.toolkit import RUNTIME, Problem
 from gpudoctor.host import runtime_facts as rf
 from gpudoctor.host.containerd_probe import DEFAULT_ADDRESS, K3S_ADDRESS, ContainerdLive, probe_containerd
-from gpudoctor.host.daemon_process import DaemonProcess, find_daemon
+from gpudoctor.host.daemon_process import DaemonProcess, ProcessLookup, find_daemon
 from gpudoctor.host.facts import ProbeNotRecorded
 
 
@@ -186,7 +187,18 @@ def containerd_live(ctx: CheckContext, setups: list[rf.ContainerdSetup]) -> tupl
         if cfg is None or rf.cri_disabled(cfg) is not None:
             continue
         address = socket_address(setup)
-        lookup = find_daemon(ctx.host.root, names=("containerd",), socket_path=address, by_name=False)
+        try:
+            # Recorded, so a snapshot replays the process found on its host, not the replaying machine's.
+            lookup = ctx.host.probe(
+                f"containerd_process:{address}",
+                functools.partial(find_daemon, ctx.host.root, names=("containerd",), socket_path=address,
+                                  by_name=False),
+                encode=lambda lk: lk.to_dict(),
+                decode=ProcessLookup.from_dict,
+            )
+        except ProbeNotRecorded:
+            context.append(f"{address}: the snapshot did not record containerd's process")
+            continue
         if lookup.process is not None:
             problems += _process_problems(ctx, setup, lookup.process, context)
         if not ctx.offline:

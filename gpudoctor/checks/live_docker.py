@@ -142,7 +142,17 @@ def docker_state(ctx: CheckContext) -> DockerState:
     options = ctx.options
 
     def compute() -> DockerState:
-        endpoint = resolve_endpoint(options.docker_host or facts.docker_host)
+        # The endpoint and dockerd's process are probes too: a replay must not look at the replaying
+        # machine's DOCKER_HOST or /proc.
+        try:
+            endpoint = facts.probe(
+                "docker_endpoint",
+                lambda: resolve_endpoint(options.docker_host or facts.docker_host),
+                encode=lambda e: e.to_dict(),
+                decode=DockerEndpoint.from_dict,
+            )
+        except ProbeNotRecorded:
+            endpoint = resolve_endpoint(options.docker_host or facts.docker_host)
         try:
             probe = facts.probe(
                 "docker",
@@ -152,7 +162,15 @@ def docker_state(ctx: CheckContext) -> DockerState:
             )
         except ProbeNotRecorded as exc:
             probe = DaemonProbe(url=endpoint.url, source=endpoint.source, status="error", error=str(exc))
-        lookup = _find_dockerd(facts, endpoint)
+        try:
+            lookup = facts.probe(
+                "dockerd_process",
+                lambda: _find_dockerd(facts, endpoint),
+                encode=lambda lk: lk.to_dict(),
+                decode=ProcessLookup.from_dict,
+            )
+        except ProbeNotRecorded:
+            lookup = ProcessLookup(process=None, notes=("dockerd's process was not recorded in this snapshot",))
         process = lookup.process
         dirs = process.path_dirs if process is not None else None
         hook = lookup_on_path(facts.root, HOOK, dirs) if dirs is not None else None

@@ -116,6 +116,17 @@ class ProcessLookup:
     process: DaemonProcess | None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"process": self.process.to_dict() if self.process else None, "notes": list(self.notes)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProcessLookup:
+        raw = data.get("process")
+        return cls(
+            process=DaemonProcess.from_dict(raw) if isinstance(raw, Mapping) else None,
+            notes=tuple(str(n) for n in data.get("notes", ())),
+        )
+
 
 # -- /proc readers -----------------------------------------------------------------------------------------
 

@@ -59,6 +59,14 @@ class DockerEndpoint:
             return self.url
         return None
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"url": self.url, "source": self.source, "context": self.context}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DockerEndpoint:
+        ctx = data.get("context")
+        return cls(url=str(data["url"]), source=str(data["source"]), context=None if ctx is None else str(ctx))
+
     @property
     def is_desktop(self) -> bool:
         """Docker Desktop for Linux: its own VM, which sees none of the host's toolkit or daemon.json."""

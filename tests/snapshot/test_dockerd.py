@@ -89,8 +89,6 @@ def test_snapshot_path_imports_the_docker_sdk_only_through_the_probe(dockerd: Do
     assert "MODULES False" in live.stdout, live.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="live_docker looks dockerd's process up in /proc without recording it: on "
-                   "the live root the replay cannot find the process (needs a recorded 'dockerd process' probe)")
 def test_snapshot_of_this_machine_replays_the_daemon_finding(dockerd: DockerDaemon, tmp_path: Path) -> None:
     """On the real root the check also reads dockerd's process (found through SO_PEERCRED): that must replay."""
     from gpudoctor.checks.base import CheckContext, CheckOptions
