@@ -265,6 +265,8 @@ class GpuDoctorApp(App[int]):
         """Open the fix flow for `check_id` (default: the selected problem, else the first fixable one)."""
         from gpudoctor.tui.screens.fix import FixChooser, FixPreviewScreen
 
+        if self._refuse_on_replay("fix"):
+            return
         target = self._fix_target(check_id)
         if target is None:
             return
@@ -311,8 +313,19 @@ class GpuDoctorApp(App[int]):
             self.notify("nothing to fix: no problems found", timeout=3)
         return None
 
+    def _refuse_on_replay(self, what: str) -> bool:
+        """A snapshot replay shows another machine: changing the extracted copy would fix nothing."""
+        if not self.session.facts.replay:
+            return False
+        self.notify(f"this is a replay of a snapshot: {what} on the machine it came from "
+                    f"(`sudo gpudoctor {what}` there)", title="gpudoctor", severity="warning", timeout=6)
+        return True
+
     def action_install(self) -> None:
         from gpudoctor.tui.screens.install import InstallWizardScreen
+
+        if self._refuse_on_replay("install"):
+            return
 
         def closed(changed: bool | None) -> None:
             if changed and not self.busy:

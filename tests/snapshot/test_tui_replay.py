@@ -38,5 +38,12 @@ def test_tui_shows_the_replayed_findings(tmp_path_factory: pytest.TempPathFactor
                 assert shown == {cid: (c["status"], c["summary"], c["evidence"]) for cid, c in recorded.items()}
                 assert app.results["devices.uvm"].status.value == "fail"
                 assert session.host_summary()["root"] == str(archive)
+                # Fixing or installing on a replay would only change the extracted copy: refused, said so.
+                screen = app.screen
+                for key in ("f", "i"):
+                    await pilot.press(key)
+                    await pilot.pause()
+                    assert app.screen is screen
+                assert any("replay of a snapshot" in str(n.message) for n in app._notifications)
 
     run(body)
