@@ -8,9 +8,10 @@ ids are stable API: CI users filter on them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
+
+from gpudoctor.record import Record, field
 
 if TYPE_CHECKING:
     from gpudoctor.host.facts import HostFacts
@@ -48,8 +49,7 @@ GROUP_TITLES: dict[str, str] = {
 }
 
 
-@dataclass(slots=True, kw_only=True)
-class Finding:
+class Finding(Record, frozen=False):
     """What a check function returns. `summary` is one line; `evidence` says what was read and what it said."""
 
     status: Status
@@ -80,8 +80,7 @@ def skipped(reason: str, evidence: Iterable[str] = (), *, remedy: str | None = N
     return Finding(status=Status.SKIP, summary=reason, evidence=list(evidence), remedy=remedy)
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
-class CheckResult:
+class CheckResult(Record):
     """One row of the report. Field names are the JSON report's (schema ``gpudoctor.report/1``)."""
 
     id: str
@@ -128,8 +127,7 @@ class CheckResult:
         )
 
 
-@dataclass(slots=True, kw_only=True)
-class CheckOptions:
+class CheckOptions(Record, frozen=False):
     """User options that checks may read. Live probes are off when `offline`."""
 
     offline: bool = False
@@ -159,8 +157,7 @@ class CheckContext:
 CheckFunc = Callable[[CheckContext], Finding]
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
-class CheckSpec:
+class CheckSpec(Record):
     """A registered check. `live` checks need a live probe and are skipped under ``--offline``."""
 
     id: str

@@ -19,13 +19,13 @@ with the runner's wording ("skipped because driver.gpus is fail: ...") when no u
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from gpudoctor.checks.base import CheckContext, Finding, Status, check, failed, passed, skipped, warned
 from gpudoctor.host import model as m
 from gpudoctor.host.facts import HostFacts
 from gpudoctor.host.parsers.sysfs import PciDevice
+from gpudoctor.record import Record, field
 
 if TYPE_CHECKING:
     # Only live runs load the probe module (it starts a child process); offline runs never import it.
@@ -83,8 +83,7 @@ def combine(problems: list[Problem], evidence: list[str], *, status: Status) -> 
                    fixes=fixes)
 
 
-@dataclass(slots=True, kw_only=True)
-class Problem:
+class Problem(Record, frozen=False):
     summary: str
     remedy: str | None = None
     fixes: list[str] = field(default_factory=list)
@@ -110,8 +109,7 @@ def blocked_by_hardware(facts: HostFacts) -> Finding | None:
 WSL1_SUMMARY = "WSL1 has no GPU support (only WSL2 paravirtualises GPUs)"
 
 
-@dataclass(slots=True, kw_only=True)
-class Hardware:
+class Hardware(Record, frozen=False):
     """driver.gpus' file-based view: `blocking` is set when no usable NVIDIA GPU exists."""
 
     gpus: list[PciDevice]

@@ -14,10 +14,10 @@ problem it finds and reports the worst, with all of their evidence.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 
 from gpudoctor.checks.base import CheckContext, Finding, Status, check, failed, passed, skipped, warned
 from gpudoctor.host import runtime_facts as rf
+from gpudoctor.record import Record, field
 
 HOOK = "nvidia-container-runtime-hook"
 CLI = "nvidia-container-cli"
@@ -30,8 +30,7 @@ TOOLKIT_GUIDE = "https://docs.nvidia.com/datacenter/cloud-native/container-toolk
 KNOWN_MODES = ("auto", "legacy", "cdi", "jit-cdi", "csv")
 
 
-@dataclass(slots=True, kw_only=True)
-class Problem:
+class Problem(Record, frozen=False):
     """One thing a check found wrong; ``verdict`` turns a list of them into the check's Finding."""
 
     status: Status  # FAIL or WARN

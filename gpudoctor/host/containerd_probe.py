@@ -9,12 +9,10 @@ is tried. The result is plain data with ``to_dict``/``from_dict`` for snapshots.
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
+
+from gpudoctor.record import Record
 
 DEFAULT_ADDRESS = "/run/containerd/containerd.sock"
 K3S_ADDRESS = "/run/k3s/containerd/containerd.sock"
@@ -26,8 +24,7 @@ CRI_PLUGINS = (
 )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ContainerdLive:
+class ContainerdLive(Record):
     """What the containerd at `address` (a host path) said. `cri_status` is ok | error | skip, or None when
     ``ctr`` is not available or does not list the plugin; `cri_error` is containerd's message."""
 
@@ -60,6 +57,10 @@ class ContainerdLive:
 
 
 def _connect(path: str, timeout: float) -> str | None:
+    # socket, subprocess and shutil are imported where used: the offline check imports this module only
+    # for its constants and ContainerdLive, and must not pay for them.
+    import socket
+
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.settimeout(timeout)
@@ -79,6 +80,8 @@ def _connect(path: str, timeout: float) -> str | None:
 
 def _ctr(ctr: str, path: str, args: list[str], timeout: float) -> tuple[str | None, str | None]:
     """(stdout, None) or (None, why)."""
+    import subprocess
+
     try:
         proc = subprocess.run(
             [ctr, "--address", path, *args],
@@ -119,6 +122,8 @@ def probe_containerd(real_path: str, *, address: str, timeout: float) -> Contain
     problem = _connect(real_path, timeout)
     if problem is not None:
         return ContainerdLive(address=address, reachable=False, error=problem)
+    import shutil
+
     ctr = shutil.which("ctr")
     if ctr is None:
         return ContainerdLive(

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import stat as stat_mod
-import struct
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
+from gpudoctor.host.parsers.procfs import flag_values
 from gpudoctor.host.root import HostRoot
+from gpudoctor.record import Record, field
 
 # The environment variables a daemon's lookups depend on; nothing else from environ is kept.
 KEPT_ENV = ("PATH", "HOME", "XDG_CONFIG_HOME", "XDG_RUNTIME_DIR", "DOCKER_CONFIG")
@@ -32,8 +31,7 @@ UPTIME_SLACK_S = 0.05
 _MAX_FDS = 4096
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DaemonProcess:
+class DaemonProcess(Record):
     """A daemon's process as read from ``/proc/<pid>``.
 
     `env` holds only KEPT_ENV (None when environ could not be read: `env_error` says why). `start_time`
@@ -54,15 +52,7 @@ class DaemonProcess:
 
     def flag_values(self, *flags: str) -> list[str]:
         """Values of ``--flag=v`` / ``--flag v`` on the command line, in order."""
-        out: list[str] = []
-        args = list(self.cmdline[1:])
-        for i, arg in enumerate(args):
-            for flag in flags:
-                if arg == flag and i + 1 < len(args):
-                    out.append(args[i + 1])
-                elif arg.startswith(flag + "="):
-                    out.append(arg[len(flag) + 1 :])
-        return out
+        return flag_values(self.cmdline[1:], *flags)
 
     @property
     def path_dirs(self) -> tuple[str, ...] | None:
@@ -109,8 +99,7 @@ class DaemonProcess:
         )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProcessLookup:
+class ProcessLookup(Record):
     """The outcome of looking for a daemon: the process (or None) and what was tried."""
 
     process: DaemonProcess | None
@@ -254,6 +243,9 @@ def _holds_socket(root: HostRoot, pid: int, inodes: set[str]) -> bool:
 
 def peer_pid(socket_path: str, *, timeout: float = 2.0) -> int | None:
     """The PID behind a unix socket (SO_PEERCRED), or None. With socket activation it is systemd's."""
+    import socket  # deferred: only live runs connect; `--check --offline` never loads the socket module
+    import struct
+
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.settimeout(timeout)

@@ -34,8 +34,8 @@ from gpudoctor.host.parsers.procfs import (
     parse_proc_version,
 )
 from gpudoctor.host.parsers.sysfs import PciDevice, SysModule, is_display_controller, is_nvidia, is_nvswitch
-from gpudoctor.host.record import Record, field
 from gpudoctor.host.root import DEFAULT_MAX_BYTES
+from gpudoctor.record import Record, field
 
 if TYPE_CHECKING:
     from gpudoctor.host.nvml import NvmlProbe

@@ -12,8 +12,7 @@ import re
 import shlex
 import stat as stat_mod
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from gpudoctor.host import model as m
 from gpudoctor.host.errors import ParseError
@@ -27,12 +26,11 @@ from gpudoctor.host.parsers.configs import (
     parse_toolkit_config,
     read_containerd_config,
 )
-from gpudoctor.host.parsers.procfs import cgroup_version, parse_mountinfo
-
-T = TypeVar("T")
+from gpudoctor.host.parsers.procfs import cgroup_version, flag_values, parse_mountinfo
+from gpudoctor.record import Record
 
 # The PATH that systemd gives services (dockerd, containerd): where they look up runtimes and the hook.
-PATH_DIRS: tuple[str, ...] = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+PATH_DIRS: tuple[str, ...] = m.BIN_DIRS
 
 DAEMON_JSON = "/etc/docker/daemon.json"
 TOOLKIT_CONFIG = "/etc/nvidia-container-runtime/config.toml"
@@ -55,130 +53,19 @@ DOCKER_UNIT_FILES: tuple[str, ...] = (
 DOCKER_DROPIN_DIR = "/etc/systemd/system/docker.service.d"
 
 
-# -- generic file facts ------------------------------------------------------------------------------------
+# -- shared with the host model -----------------------------------------------------------------------------
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Loaded(Generic[T]):
-    """A config file as found: absent, unreadable, unparseable (`error`), or parsed (`value`)."""
-
-    path: str
-    exists: bool
-    value: T | None = None
-    error: ParseError | None = None
-    unreadable: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.value is not None
-
-
-def _load(facts: HostFacts, path: str, parse: Callable[[str], T]) -> Loaded[T]:
-    return _load_raw(facts, path, lambda data: parse(data.decode("utf-8", errors="replace")))
-
-
-def _load_raw(facts: HostFacts, path: str, parse: Callable[[bytes], T]) -> Loaded[T]:
-    root = facts.root
-    if not root.exists(path):
-        return Loaded(path=path, exists=False)
-    if root.is_dir(path):
-        return Loaded(path=path, exists=True, unreadable="is a directory, not a file")
-    try:
-        data = root.read_bytes(path)
-    except OSError as exc:
-        return Loaded(path=path, exists=True, unreadable=exc.strerror or str(exc))
-    try:
-        return Loaded(path=path, exists=True, value=parse(data))
-    except ParseError as exc:
-        return Loaded(path=path, exists=True, error=exc)
-
-
-# -- binaries ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Binary:
-    """Where a program was found. `path` is the host path (a PATH dir + name, or the absolute name)."""
-
-    name: str
-    path: str | None
-    executable: bool = False
-    searched: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return self.path is not None and self.executable
-
-    def describe(self) -> str:
-        """One evidence line: where it was found, or where it was looked for."""
-        absolute = self.name.startswith("/")
-        if self.path is None:
-            if absolute:
-                return f"{self.name}: not present"
-            where = ", ".join(self.searched)
-            return f"{self.name}: not found in {where}" if where else f"{self.name}: not found"
-        if not self.executable:
-            return f"{self.path}: exists but is not executable"
-        return f"{self.path}: present" if absolute else f"{self.name}: {self.path}"
-
-
-def usable_path(host_path: str) -> bool:
-    """A path the OS can look up at all (config values may hold anything, NUL bytes included)."""
-    return "\0" not in host_path
-
-
-def _is_executable(facts: HostFacts, host_path: str) -> bool | None:
-    """None when absent (or a directory); else whether any exec bit is set."""
-    if not usable_path(host_path):
-        return None
-    st = facts.root.stat(host_path)
-    if st is None or stat_mod.S_ISDIR(st.st_mode):
-        return None
-    return bool(st.st_mode & 0o111)
+# One implementation of each, in gpudoctor.host.model; the names stay importable from here.
+Loaded = m.FileFact
+"""A config file as found: absent, unreadable, unparseable (`error`), or parsed (`value`)."""
+Binary = m.Binary
+usable_path = m.usable_path
+os_family = m.os_family
 
 
 def find_binary(facts: HostFacts, name: str) -> Binary:
     """Look `name` up like a service's PATH would: an absolute name as is, a bare name on PATH_DIRS."""
-
-    def compute() -> Binary:
-        if "/" in name:
-            path = name if name.startswith("/") else "/" + name
-            exe = _is_executable(facts, path)
-            return Binary(name=name, path=path if exe is not None else None, executable=bool(exe), searched=(path,))
-        first_present: str | None = None
-        for d in PATH_DIRS:
-            candidate = f"{d}/{name}"
-            exe = _is_executable(facts, candidate)
-            if exe:
-                return Binary(name=name, path=candidate, executable=True, searched=PATH_DIRS)
-            if exe is not None and first_present is None:
-                first_present = candidate
-        return Binary(name=name, path=first_present, executable=False, searched=PATH_DIRS)
-
-    return facts.memo(f"rt:binary:{name}", compute)
-
-
-# -- os-release (for distro-specific commands) -------------------------------------------------------------
-
-
-def os_family(facts: HostFacts) -> tuple[str | None, str | None]:
-    """(family, pretty name): family is "debian", "rhel", "suse" or None when unknown."""
-
-    def compute() -> tuple[str | None, str | None]:
-        info = m.os_info(facts)
-        if info is None:
-            return None, None
-        ids = {info.id, *info.id_like}
-        pretty = info.pretty_name or info.name
-        if ids & {"debian", "ubuntu"}:
-            return "debian", pretty
-        if ids & {"rhel", "fedora", "centos", "rocky", "almalinux", "amzn", "ol"}:
-            return "rhel", pretty
-        if ids & {"suse", "opensuse", "sles", "opensuse-leap", "opensuse-tumbleweed"}:
-            return "suse", pretty
-        return None, pretty
-
-    return facts.memo("rt:os_family", compute)
+    return m.lookup_binary(facts, name, PATH_DIRS)
 
 
 def install_command(facts: HostFacts, *packages: str) -> str:
@@ -198,7 +85,7 @@ def install_command(facts: HostFacts, *packages: str) -> str:
 def toolkit_config(facts: HostFacts) -> Loaded[ToolkitConfig]:
     return facts.memo(
         "rt:toolkit_config",
-        lambda: _load(facts, TOOLKIT_CONFIG, lambda text: parse_toolkit_config(text, path=TOOLKIT_CONFIG)),
+        lambda: m.load_text(facts, TOOLKIT_CONFIG, lambda text: parse_toolkit_config(text, path=TOOLKIT_CONFIG)),
     )
 
 
@@ -211,8 +98,7 @@ def toolkit_mode(facts: HostFacts) -> str:
 # -- Docker ------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DockerUnit:
+class DockerUnit(Record):
     """What dockerd's systemd unit passes on its command line (the last ExecStart that applies)."""
 
     source: str | None = None
@@ -221,15 +107,7 @@ class DockerUnit:
 
     def values(self, *flags: str) -> list[str]:
         """Values of a repeatable flag given as ``--flag=v``, ``--flag v`` or ``-f v``."""
-        out: list[str] = []
-        args = list(self.args)
-        for i, arg in enumerate(args):
-            for flag in flags:
-                if arg == flag and i + 1 < len(args):
-                    out.append(args[i + 1])
-                elif arg.startswith(flag + "="):
-                    out.append(arg[len(flag) + 1 :])
-        return out
+        return flag_values(self.args, *flags)
 
     def has(self, *flags: str) -> bool:
         return any(a == f or a.startswith(f + "=") for a in self.args for f in flags)
@@ -279,7 +157,7 @@ def daemon_json(facts: HostFacts) -> Loaded[dict[str, Any]]:
     def compute() -> Loaded[dict[str, Any]]:
         path = daemon_json_path(facts)
         # Bytes, so the parser applies dockerd's own encoding rules (BOM, invalid UTF-8).
-        return _load_raw(facts, path, lambda data: parse_daemon_json(data, path=path))
+        return m.load_bytes(facts, path, lambda data: parse_daemon_json(data, path=path))
 
     return facts.memo("rt:daemon_json", compute)
 
@@ -304,8 +182,7 @@ def docker_installed(facts: HostFacts) -> Binary:
     return find_binary(facts, "dockerd")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DockerRuntime:
+class DockerRuntime(Record):
     """A runtime dockerd knows: from daemon.json `runtimes` or an ``--add-runtime`` flag in its unit."""
 
     name: str
@@ -368,8 +245,7 @@ def systemd_booted(facts: HostFacts) -> bool:
     return facts.memo("rt:systemd", lambda: facts.root.is_dir("/run/systemd/system"))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CgroupDriver:
+class CgroupDriver(Record):
     driver: str  # "systemd" | "cgroupfs"
     evidence: str
 
@@ -400,8 +276,7 @@ def docker_cgroup_driver(facts: HostFacts, cgroup: str | None) -> CgroupDriver:
 # -- containerd --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ContainerdSetup:
+class ContainerdSetup(Record):
     """One containerd config in use: the stock one, or the one k3s/RKE2 generate."""
 
     flavor: str
@@ -473,8 +348,7 @@ def cri_disabled(cfg: ContainerdConfig) -> str | None:
 # -- cgroups -----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CgroupLayout:
+class CgroupLayout(Record):
     version: str | None  # "v1" | "v2" | "hybrid" | None
     evidence: str
 
@@ -521,8 +395,7 @@ def _cgroup_words(version: str) -> str:
 # -- driver version and CDI --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HostDriver:
+class HostDriver(Record):
     """The driver versions this host has: the loaded kernel module's and the userspace library's.
 
     They differ only on a half-upgraded host (driver.version_match reports that); a CDI spec written for
@@ -553,7 +426,7 @@ class HostDriver:
         return " and ".join(parts) if parts else f"no driver version ({NVIDIA_VERSION} not present, no versioned libnvidia-ml)"
 
 
-NVIDIA_VERSION = "/proc/driver/nvidia/version"
+NVIDIA_VERSION = m.NVIDIA_VERSION
 
 
 def host_driver(facts: HostFacts) -> HostDriver:
@@ -599,8 +472,7 @@ def cdi_dirs(facts: HostFacts) -> list[str]:
     return out
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CdiFile:
+class CdiFile(Record):
     """One spec file compared with this host.
 
     `other_versions` and `missing_paths` make it stale (regenerating it is the cure). `missing_nodes` are
@@ -648,7 +520,7 @@ def cdi_files(facts: HostFacts) -> list[CdiFile]:
                 if real in seen:
                     continue
                 seen.add(real)
-                loaded = _load(facts, path, _cdi_parser(path))
+                loaded = m.load_text(facts, path, _cdi_parser(path))
                 out.append(_assess(facts, loaded))
         return out
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from gpudoctor import __version__
 from gpudoctor.checks.base import CheckResult, Status
+from gpudoctor.record import Record, field
 
 SCHEMA_ID = "gpudoctor.report/1"
 
@@ -18,8 +18,7 @@ EXIT_ERROR = 3
 EXIT_INTERRUPTED = 130
 
 
-@dataclass(slots=True, kw_only=True)
-class Report:
+class Report(Record, frozen=False):
     """A finished run. `host` is the JSON report's ``host`` object, already plain data."""
 
     checks: list[CheckResult]

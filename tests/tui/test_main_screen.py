@@ -3,7 +3,6 @@ the command palette, NO_COLOR, and a check that is still running while the UI ke
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import threading
 import time
@@ -15,6 +14,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from gpudoctor.checks.base import REGISTRY, CheckContext, Finding
+from gpudoctor.record import replace
 from gpudoctor.report.model import EXIT_FAILED, EXIT_OK
 from gpudoctor.tui import style
 from gpudoctor.tui.screens.export import ExportScreen
@@ -206,7 +206,7 @@ def test_a_slow_check_shows_it_is_running_and_the_ui_keeps_answering(monkeypatch
         release.wait(60)
         return spec.func(ctx)
 
-    monkeypatch.setitem(REGISTRY, "toolkit.config", dataclasses.replace(spec, func=slow))
+    monkeypatch.setitem(REGISTRY, "toolkit.config", replace(spec, func=slow))
     with demo_app("broken") as (app, _demo):
 
         async def body() -> None:

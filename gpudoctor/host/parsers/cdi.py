@@ -10,10 +10,10 @@ import functools
 import json
 import posixpath
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from gpudoctor.host.parsers._util import fail, snippet
+from gpudoctor.record import Record
 
 __all__ = [
     "CdiDevice",
@@ -32,16 +32,14 @@ MAX_SPEC_BYTES = 4 * 1024 * 1024
 """Largest spec accepted; NVIDIA's for an 8-GPU host is well under 100 KiB."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CdiMount:
+class CdiMount(Record):
     host_path: str
     container_path: str
     options: tuple[str, ...]
     type: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CdiDeviceNode:
+class CdiDeviceNode(Record):
     path: str
     """Path in the container."""
     host_path: str | None = None
@@ -57,8 +55,7 @@ class CdiDeviceNode:
         return self.host_path or self.path
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CdiHook:
+class CdiHook(Record):
     hook_name: str
     path: str
     args: tuple[str, ...] = ()
@@ -66,8 +63,7 @@ class CdiHook:
     timeout: int | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CdiEdits:
+class CdiEdits(Record):
     """A ``containerEdits`` object."""
 
     device_nodes: tuple[str, ...]
@@ -78,8 +74,7 @@ class CdiEdits:
     nodes: tuple[CdiDeviceNode, ...] = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CdiDevice:
+class CdiDevice(Record):
     name: str
     device_nodes: tuple[str, ...]
     mounts: tuple[CdiMount, ...]
@@ -89,8 +84,7 @@ class CdiDevice:
     annotations: dict[str, str] | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CdiSpec:
+class CdiSpec(Record):
     cdi_version: str
     kind: str
     """``vendor.com/class``, e.g. ``nvidia.com/gpu``."""

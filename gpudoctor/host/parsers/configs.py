@@ -11,11 +11,11 @@ import json
 import posixpath
 import re
 import sys
-from dataclasses import dataclass, field
 from typing import Any
 
 from gpudoctor.host.parsers._util import fail, snippet
 from gpudoctor.host.root import HostRoot
+from gpudoctor.record import Record
 
 __all__ = [
     "ContainerdConfig",
@@ -264,8 +264,7 @@ def _toml_type(value: Any) -> str:
 # ---------------------------------------------------------------------------------------------- toolkit config
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ToolkitConfig:
+class ToolkitConfig(Record):
     """``/etc/nvidia-container-runtime/config.toml`` (NVIDIA Container Toolkit). Unset keys are None."""
 
     raw: dict[str, Any]
@@ -350,8 +349,7 @@ _REPLACED_MAPS = ("stream_processors", "proxy_plugins", "timeouts")
 _MAX_CONFIG_FILES = 128
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ContainerdRuntime:
+class ContainerdRuntime(Record):
     """A CRI runtime handler (``[plugins.<cri>.containerd.runtimes.<name>]``)."""
 
     name: str
@@ -368,8 +366,7 @@ class ContainerdRuntime:
     """The config file that last defined this runtime."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ContainerdConfig:
+class ContainerdConfig(Record):
     """containerd's effective configuration: the main file merged with everything it imports."""
 
     version: int
@@ -411,13 +408,12 @@ def parse_containerd_config_text(text: str, *, path: str) -> dict[str, Any]:
     return data
 
 
-@dataclass(slots=True)
-class _CriSettings:
-    runtimes: dict[str, ContainerdRuntime] = field(default_factory=dict)
-    default_runtime_name: str | None = None
-    cdi_enabled: bool | None = None
-    cdi_spec_dirs: tuple[str, ...] = ()
-    present: bool = False
+class _CriSettings(Record):
+    runtimes: dict[str, ContainerdRuntime]
+    default_runtime_name: str | None
+    cdi_enabled: bool | None
+    cdi_spec_dirs: tuple[str, ...]
+    present: bool
 
 
 def _cri_settings(data: dict[str, Any], version: int, *, path: str) -> _CriSettings:
@@ -428,14 +424,14 @@ def _cri_settings(data: dict[str, Any], version: int, *, path: str) -> _CriSetti
     ctr = _table(cri, "containerd", path=path, where=where)
     where_ctr = f'[plugins."{plugin_id}".containerd] '
     runtimes_table = _table(ctr, "runtimes", path=path, where=where_ctr)
-    out = _CriSettings(present=plugin_id in plugins)
+    runtimes: dict[str, ContainerdRuntime] = {}
     for name, spec in runtimes_table.items():
         where_rt = f'[plugins."{plugin_id}".containerd.runtimes.{name}] '
         if not isinstance(spec, dict):
             fail(path, f"{where_rt.strip()} must be a table, not {_toml_type(spec)}")
         options = _table(spec, "options", path=path, where=where_rt)
         where_opt = f'[plugins."{plugin_id}".containerd.runtimes.{name}.options] '
-        out.runtimes[name] = ContainerdRuntime(
+        runtimes[name] = ContainerdRuntime(
             name=name,
             # containerd treats "" like an unset key (`containerd config default` writes BinaryName = "").
             runtime_type=_typed(spec, "runtime_type", str, path=path, where=where_rt) or None,
@@ -445,10 +441,13 @@ def _cri_settings(data: dict[str, Any], version: int, *, path: str) -> _CriSetti
             runtime_path=_typed(spec, "runtime_path", str, path=path, where=where_rt) or None,
             defined_in=path,
         )
-    out.default_runtime_name = _typed(ctr, "default_runtime_name", str, path=path, where=where_ctr)
-    out.cdi_enabled = _typed(cri, "enable_cdi", bool, path=path, where=where)
-    out.cdi_spec_dirs = _str_list(cri, "cdi_spec_dirs", path=path, where=where) or ()
-    return out
+    return _CriSettings(
+        runtimes=runtimes,
+        default_runtime_name=_typed(ctr, "default_runtime_name", str, path=path, where=where_ctr),
+        cdi_enabled=_typed(cri, "enable_cdi", bool, path=path, where=where),
+        cdi_spec_dirs=_str_list(cri, "cdi_spec_dirs", path=path, where=where) or (),
+        present=plugin_id in plugins,
+    )
 
 
 def _migrate_cri(data: dict[str, Any], from_version: int, to_version: int) -> dict[str, Any]:

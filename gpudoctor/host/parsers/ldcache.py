@@ -21,9 +21,9 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from gpudoctor.host.parsers._util import fail
+from gpudoctor.record import Record
 
 __all__ = ["LdCacheEntry", "lookup", "parse_ld_so_cache"]
 
@@ -68,8 +68,7 @@ _ABI = {
 }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LdCacheEntry:
+class LdCacheEntry(Record):
     """One library in the cache: the soname the dynamic linker looks up, and the file it maps to."""
 
     key: str

@@ -8,10 +8,10 @@ Formats follow the driver's ``nv-procfs.c`` (open-gpu-kernel-modules): ``version
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Literal
 
 from gpudoctor.host.parsers._util import fail, lines, reject_nul, snippet
+from gpudoctor.record import Record
 
 __all__ = [
     "DriverVersion",
@@ -26,8 +26,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DriverVersion:
+class DriverVersion(Record):
     """The loaded kernel module's identity, from ``/proc/driver/nvidia/version``."""
 
     version: str
@@ -94,8 +93,7 @@ def parse_driver_version(text: str, *, path: str = "/proc/driver/nvidia/version"
     )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GpuProcInfo:
+class GpuProcInfo(Record):
     """One GPU as the driver describes it in ``/proc/driver/nvidia/gpus/<bus>/information``."""
 
     model: str

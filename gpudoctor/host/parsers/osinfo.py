@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from gpudoctor.host.parsers._util import fail, lines, reject_nul, snippet
 from gpudoctor.host.root import HostRoot
+from gpudoctor.record import Record
 
 __all__ = [
     "OsInfo",
@@ -26,8 +26,7 @@ SECURE_BOOT_LEGACY = "/sys/firmware/efi/vars/SecureBoot-8be4df61-93ca-11d2-aa0d-
 LOCKDOWN = "/sys/kernel/security/lockdown"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OsInfo:
+class OsInfo(Record):
     """The distribution, from os-release (see os-release(5))."""
 
     id: str

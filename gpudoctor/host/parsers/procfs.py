@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
 from gpudoctor.host.parsers._util import fail, lines, reject_nul, snippet
+from gpudoctor.record import Record
 
 __all__ = [
     "KernelVersion",
@@ -17,6 +17,7 @@ __all__ = [
     "ProcDevices",
     "cgroup_mounts",
     "cgroup_version",
+    "flag_values",
     "parse_cgroup_mounts",
     "parse_devices",
     "parse_modules",
@@ -27,8 +28,7 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------- /proc/modules
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ModuleEntry:
+class ModuleEntry(Record):
     """One loaded kernel module, as a ``/proc/modules`` line shows it."""
 
     name: str
@@ -95,8 +95,7 @@ def parse_modules(text: str, *, path: str = "/proc/modules") -> dict[str, Module
 # ---------------------------------------------------------------------------------------------- /proc/devices
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProcDevices:
+class ProcDevices(Record):
     """Device majors registered with the kernel (``/proc/devices``)."""
 
     char: dict[int, str]
@@ -173,8 +172,7 @@ def _first_names(entries: Iterable[tuple[int, str]]) -> dict[int, str]:
 # ---------------------------------------------------------------------------------------------- /proc/version
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class KernelVersion:
+class KernelVersion(Record):
     """The running kernel, from ``/proc/version``."""
 
     release: str
@@ -204,8 +202,7 @@ def parse_proc_version(text: str, *, path: str = "/proc/version") -> KernelVersi
 # ---------------------------------------------------------------------------------------------- mountinfo
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MountEntry:
+class MountEntry(Record):
     """One line of ``/proc/<pid>/mountinfo`` (see proc(5))."""
 
     mount_point: str
@@ -304,3 +301,18 @@ def cgroup_version(entries: Iterable[MountEntry]) -> Literal["v1", "v2", "hybrid
         # cgroup2 mounted somewhere other than /sys/fs/cgroup (e.g. a container's private view).
         return "v2"
     return "none"
+
+
+def flag_values(args: Sequence[str], *flags: str) -> list[str]:
+    """Values of a repeatable command-line flag, in order: ``--flag=v``, ``--flag v`` or ``-f v``.
+
+    For a daemon's arguments as ``/proc/<pid>/cmdline`` or a systemd ``ExecStart=`` gives them.
+    """
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        for flag in flags:
+            if arg == flag and i + 1 < len(args):
+                out.append(args[i + 1])
+            elif arg.startswith(flag + "="):
+                out.append(arg[len(flag) + 1 :])
+    return out

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass
 
 from gpudoctor.host.parsers._util import fail, snippet
 from gpudoctor.host.root import HostRoot
+from gpudoctor.record import Record
 
 __all__ = [
     "NVIDIA_VENDOR_ID",
@@ -50,8 +50,7 @@ def parse_int(text: str, *, path: str) -> int:
     return int(value)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PciDevice:
+class PciDevice(Record):
     """A PCI function under ``/sys/bus/pci/devices``."""
 
     address: str
@@ -126,8 +125,7 @@ def read_pci_devices(root: HostRoot) -> list[PciDevice]:
     return out
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SysModule:
+class SysModule(Record):
     """A module as ``/sys/module/<name>`` shows it. Built-in modules have no ``initstate`` or ``refcnt``."""
 
     name: str
