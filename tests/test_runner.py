@@ -162,3 +162,19 @@ def test_memo_computes_once_across_threads(facts: HostFacts) -> None:
     assert facts.memo("k", compute) == 42
     assert len(calls) == 1
 
+
+
+def test_report_order_does_not_depend_on_import_order() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import gpudoctor.checks.toolkit\n"  # imported before the others, as a live-check module does
+        "from gpudoctor.checks import load_checks\n"
+        "print(' '.join(load_checks()))\n"
+    )
+    early = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    from gpudoctor.checks import load_checks
+
+    assert early == [i for i in load_checks() if not i.startswith(("zz.",))]
+    assert early[0] == "driver.gpus" and early[-1] == "parity.nvidia_smi"

@@ -34,6 +34,11 @@ from gpudoctor.host.parity_probe import (
 
 _NVML_LIB_VERSION = re.compile(r"NVML library version:\s*([0-9][0-9.]*)")
 
+# The missing-image skip carries these two evidence lines, verbatim: the TUI reads them to offer a pull
+# that the person confirms (gpudoctor.tui.pull), so their wording is API, unlike the summary's.
+MISSING_IMAGE_EVIDENCE = "image missing from the daemon: "
+DAEMON_EVIDENCE = "daemon: "
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HostGpu:
@@ -347,7 +352,11 @@ def nvidia_smi_finding(ctx: CheckContext) -> Finding:
     if run.status == "no_image":
         return skipped(
             f"the image {image} is not present in the daemon, and gpudoctor pulls only with --pull",
-            [f"docker image inspect {image}: No such image"],
+            [
+                f"docker image inspect {image}: No such image",
+                f"{MISSING_IMAGE_EVIDENCE}{image}",
+                f"{DAEMON_EVIDENCE}{state.probe.url}",
+            ],
             remedy=f"`docker pull {image}` (or run with --pull, or pass --image with an image you have).",
         )
     if run.status == "pull_failed":
@@ -371,7 +380,7 @@ def nvidia_smi_finding(ctx: CheckContext) -> Finding:
         return Finding(status=Status.ERROR, summary="the parity run recorded no container", evidence=[])
     evidence = [
         *_route_lines(run),
-        f"image: {image}" + (" (pulled with --pull)" if run.pulled else ""),
+        f"image: {image}" + (" (pulled for this check: --pull, or confirmed in the TUI)" if run.pulled else ""),
         *_host_lines(view),
     ]
     if att.started and att.exit_code == 0 and not att.timed_out:

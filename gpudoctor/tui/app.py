@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, ClassVar
 from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.timer import Timer
@@ -34,8 +35,10 @@ from gpudoctor.tui.style import set_monochrome
 
 if TYPE_CHECKING:
     from gpudoctor.fixes.base import Fix
+    from gpudoctor.tui.pull import MissingImage
 
 PROBLEMS = (Status.FAIL, Status.ERROR, Status.WARN)
+PARITY = "parity.nvidia_smi"
 
 
 class GpuDoctorApp(App[int]):
@@ -50,6 +53,8 @@ class GpuDoctorApp(App[int]):
         Binding("r", "rerun", "Re-run", id="rerun", tooltip="Run every check again"),
         Binding("f", "fix", "Fix", id="fix", tooltip="Preview and apply the fix for the selected problem"),
         Binding("i", "install", "Install", id="install", tooltip="Guided install of the missing parts"),
+        Binding("p", "pull", "Pull", id="pull-image",
+                tooltip="Pull the image parity.nvidia_smi is missing (asks first), then re-run it"),
         Binding("e", "export", "Export", id="export", tooltip="Write the report as JSON or Markdown"),
         Binding("v", "verbose", "Verbose", id="verbose", tooltip="Show evidence and timing for every check"),
         Binding("n", "next_problem", "Next", id="next-problem", tooltip="Jump to the next problem"),
@@ -60,7 +65,7 @@ class GpuDoctorApp(App[int]):
 
     # Actions that only make sense on the main screen (other screens have their own keys).
     MAIN_ONLY: ClassVar[frozenset[str]] = frozenset(
-        {"rerun", "fix", "install", "export", "verbose", "next_problem", "help"}
+        {"rerun", "fix", "install", "pull", "export", "verbose", "next_problem", "help"}
     )
 
     verbose: reactive[bool] = reactive(False)
@@ -100,8 +105,9 @@ class GpuDoctorApp(App[int]):
 
     # -- runs ---------------------------------------------------------------------------------------------
 
-    def start_run(self, ids: Iterable[str] | None = None) -> Worker[Report | None]:
-        """Run all checks (`ids` None) or re-run `ids` in a thread worker; results stream in as messages."""
+    def start_run(self, ids: Iterable[str] | None = None, *, pull: bool = False) -> Worker[Report | None]:
+        """Run all checks (`ids` None) or re-run `ids` in a thread worker; results stream in as messages.
+        `pull` lets parity.nvidia_smi pull its missing image: only after the person confirmed it."""
         self._run_counter += 1
         run_id = self._run_counter
         id_tuple = None if ids is None else tuple(ids)
@@ -112,10 +118,10 @@ class GpuDoctorApp(App[int]):
         self._active_runs.add(run_id)
         if self._spinner is None:
             self._spinner = self.set_interval(0.2, self._tick)
-        return self._run_worker(run_id, id_tuple)
+        return self._run_worker(run_id, id_tuple, pull)
 
     @work(thread=True, exit_on_error=False, group="checks", description="running checks")
-    def _run_worker(self, run_id: int, ids: tuple[str, ...] | None) -> Report | None:
+    def _run_worker(self, run_id: int, ids: tuple[str, ...] | None, pull: bool = False) -> Report | None:
         """Returns the report, or None when the run could not happen (RunFailed says why)."""
         # The header is a nicety; if it cannot be read the checks say what is wrong with the host.
         with contextlib.suppress(Exception):
@@ -128,7 +134,7 @@ class GpuDoctorApp(App[int]):
                 self.post_message(CheckFinished(result=result, run_id=run_id))
 
         try:
-            report = self.session.run(ids=ids, on_event=on_event)
+            report = self.session.run(ids=ids, on_event=on_event, pull=pull)
         except Exception as exc:  # the runner keeps check crashes in; this is anything around it
             self.post_message(RunFailed(error=f"{type(exc).__name__}: {exc}", run_id=run_id))
             return None
@@ -225,6 +231,15 @@ class GpuDoctorApp(App[int]):
         except ImportError:
             return []
 
+    def missing_image(self) -> MissingImage | None:
+        """The image parity.nvidia_smi was skipped for because the daemon lacks it, else None."""
+        result = self.results.get(PARITY)
+        if result is None or result.status is not Status.SKIP:
+            return None  # the common case, without loading the live checks' modules
+        from gpudoctor.tui.pull import missing_image
+
+        return missing_image(result)
+
     def problems(self) -> list[CheckResult]:
         """Results that did not pass, in display order."""
         return [
@@ -242,6 +257,8 @@ class GpuDoctorApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "quit" and getattr(self.screen, "busy", False):
             return None  # a fix or an install step is running: let it finish first
+        if action == "pull" and self.missing_image() is None:
+            return False  # shown only while parity.nvidia_smi waits for a missing image
         return action not in self.MAIN_ONLY or isinstance(self.screen, MainScreen)
 
     def action_rerun(self) -> None:
@@ -333,6 +350,53 @@ class GpuDoctorApp(App[int]):
 
         self.push_screen(InstallWizardScreen(), closed)
 
+    def action_pull(self) -> None:
+        """Offer to pull the image parity.nvidia_smi is missing. Nothing is pulled without a yes."""
+        from gpudoctor.tui.pull import pull_question
+        from gpudoctor.tui.screens.confirm import ConfirmModal
+
+        missing = self.missing_image()
+        if self.session.demo is not None:
+            self.notify("this is a demo host: there is no Docker daemon to pull an image into",
+                        title="gpudoctor", severity="warning", timeout=6)
+            return
+        if self.session.facts.replay:
+            command = missing.command if missing else f"docker pull {self.session.options.image}"
+            self.notify(f"this is a replay of a snapshot: pull the image on the machine it came from "
+                        f"(`{command}` there)", title="gpudoctor", severity="warning", timeout=6)
+            return
+        if missing is None:
+            self.notify(f"{PARITY} is not waiting for a missing image", timeout=3)
+            return
+        if self.busy:
+            self.notify("checks are still running", timeout=3)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._pull_worker(missing)
+
+        self.push_screen(ConfirmModal(pull_question(missing), yes="Pull", no="Cancel"), answered)
+
+    @work(exit_on_error=False, group="pull", description="pulling the image")
+    async def _pull_worker(self, missing: MissingImage) -> None:
+        """Re-run parity.nvidia_smi (and its dependents) with pull on, then say how it went."""
+        if self.busy:  # a run started while the question was open
+            self.notify("checks are still running; pull when they have finished", timeout=4)
+            return
+        self.notify(f"pulling {missing.image} into the daemon at {missing.daemon}", timeout=5)
+        report = await self.start_run(self.session.affected([PARITY]), pull=True).wait()
+        result = report.by_id().get(PARITY) if report is not None else None
+        if result is None:
+            return  # RunFailed has said why
+        # A skip or an error now means the image still could not be used (the pull failed, most likely).
+        severity: SeverityLevel = (
+            "information" if result.status is Status.PASS
+            else "error" if result.status in (Status.SKIP, Status.ERROR) else "warning"
+        )
+        self.notify(f"{PARITY}: {result.status.value}: {result.summary}", title=f"pull {missing.image}",
+                    severity=severity, timeout=10)
+
     def action_export(self) -> None:
         from gpudoctor.tui.screens.export import ExportScreen
 
@@ -368,6 +432,10 @@ class GpuDoctorApp(App[int]):
                     f"{fix.id} — preview, confirm, apply",
                     lambda cid=result.id, fid=fix.id: self.action_fix(cid, fid),
                 )
+        missing = self.missing_image()
+        if missing is not None:
+            yield SystemCommand(f"Pull {missing.image}", f"{PARITY} needs it: asks first, then re-runs it (p)",
+                                self.action_pull)
 
     # -- exit ---------------------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ HostFacts (nothing cached from an earlier run survives a fix).
 
 from __future__ import annotations
 
+import copy
 import os
 import shlex
 import threading
@@ -65,13 +66,22 @@ class DoctorSession:
         """The check ids this session shows, in display order (raises KeyError for an unknown id)."""
         return select_checks(self.specs, only=self.only, skip=self.skip)[1]
 
-    def run(self, *, ids: Iterable[str] | None = None, on_event: EventCallback | None = None) -> Report:
-        """Run the session's checks (or just `ids`, which must be among them) on fresh facts."""
+    def run(
+        self, *, ids: Iterable[str] | None = None, on_event: EventCallback | None = None, pull: bool = False
+    ) -> Report:
+        """Run the session's checks (or just `ids`, which must be among them) on fresh facts.
+
+        `pull` lets `parity.nvidia_smi` pull a missing image for this run only: pass it only after the
+        person said yes (the session's own options keep theirs, ``--pull`` or not)."""
         with self._lock:
             self._facts = self._facts.fresh()
             facts = self._facts
         only = list(ids) if ids is not None else list(self.only)
-        return run_doctor(facts, options=self.options, only=only, skip=self.skip, on_event=on_event)
+        options = self.options
+        if pull:
+            options = copy.copy(options)  # the session's own options never change
+            options.pull = True
+        return run_doctor(facts, options=options, only=only, skip=self.skip, on_event=on_event)
 
     def host_summary(self) -> dict[str, object]:
         """The report's ``host`` object for the header, before the first run has finished."""

@@ -22,6 +22,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("n", "jump to the next problem"),
     ("f", "fix the selected problem: preview → confirm → apply → re-check"),
     ("i", "install wizard: the missing parts, step by step"),
+    ("p", "pull the image parity.nvidia_smi is missing (asks first; shown only then)"),
     ("r", "run every check again"),
     ("e", "export the report (JSON or Markdown)"),
     ("v", "verbose: evidence and timing for every check"),
