@@ -1,11 +1,12 @@
 """The bundled demo hosts, described as data.
 
-The files are the ones the test suite's fake hosts are made of (``tests/scenarios``: builder.py and
-runtime_fragments.py), in the same formats the kernel, the driver and the packages write them: an
-Ubuntu or Rocky host with two H100s on driver 550.54.14, the toolkit, Docker, containerd, a CDI spec and
-cgroup v2. They ship inside the package because the demo runs without the test suite, without a GPU and
-without gcc: the driver libraries are placeholder files (only their names and links matter offline) and
-``/etc/ld.so.cache`` is written by :mod:`gpudoctor.demo.ldcache`.
+The /proc and /sys files come from :mod:`gpudoctor.demo.render`, the renderers the test suite's fake hosts
+(``tests/scenarios/builder.py``) use too; the rest follows ``tests/scenarios/runtime_fragments.py``. All are
+in the formats the kernel, the driver and the packages write them: an Ubuntu or Rocky host with two H100s on
+driver 550.54.14, the toolkit, Docker, containerd, a CDI spec and cgroup v2. They ship inside the package
+because the demo runs without the test suite, without a GPU and without gcc: the driver libraries are
+placeholder files (only their names and links matter offline) and ``/etc/ld.so.cache`` is written by
+:mod:`gpudoctor.demo.ldcache`.
 
 Every scenario lists the statuses it must produce (``expected``); the demo tests hold it to them, so the
 demo cannot drift from what the checks really say.
@@ -18,16 +19,22 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from gpudoctor.demo import render
 from gpudoctor.demo.ldcache import build_ld_so_cache
+from gpudoctor.demo.render import (
+    KERNEL_RELEASE,
+    PROC_VERSION,
+    UBUNTU_OS_RELEASE,
+    WSL2_PROC_VERSION,
+    WSL2_RELEASE,
+    proc_devices_text,
+    proc_modules_text,
+)
 from gpudoctor.demo.tree import DemoTree, DeviceSpec
 
 DRIVER_VERSION = "550.54.14"
 NEWER_DRIVER = "550.90.07"
-NVIDIA_MAJOR = 195
-NVIDIACTL_MINOR = 255
-NVIDIA_MODESET_MINOR = 254
-UVM_MAJOR = 508
-CAPS_MAJOR = 509
+CAPS_MAJOR = render.MAJORS["nvidia-caps"]
 STUB = "#!/bin/sh\nexit 0\n"
 
 
@@ -36,21 +43,21 @@ class DemoGpu:
     index: int
     name: str
     uuid: str
-    bus_id: str  # sysfs form, 0000:3b:00.0
+    sysfs_bus_id: str  # 0000:3b:00.0
     minor: int
-    device_id: int = 0x2330
+    pci_device_id: int = 0x2330
 
     @property
     def nvml_bus_id(self) -> str:
-        domain, rest = self.bus_id.split(":", 1)
+        domain, rest = self.sysfs_bus_id.split(":", 1)
         return f"0000{domain}:{rest}".upper()
 
 
 GPUS: tuple[DemoGpu, ...] = (
     DemoGpu(index=0, name="NVIDIA H100 80GB HBM3", uuid="GPU-5a3f0c1e-8d2b-4c6a-9e71-2f4b8d6c0a13",
-            bus_id="0000:3b:00.0", minor=0),
+            sysfs_bus_id="0000:3b:00.0", minor=0),
     DemoGpu(index=1, name="NVIDIA H100 80GB HBM3", uuid="GPU-c4e2a9b7-13f5-4d08-a6c2-7b9e1f3d5a28",
-            bus_id="0000:86:00.0", minor=1),
+            sysfs_bus_id="0000:86:00.0", minor=1),
 )
 
 
@@ -64,13 +71,9 @@ class Distro:
 
 
 UBUNTU = Distro(
-    os_release='PRETTY_NAME="Ubuntu 22.04.4 LTS"\nNAME="Ubuntu"\nVERSION_ID="22.04"\n'
-    'VERSION="22.04.4 LTS (Jammy Jellyfish)"\nVERSION_CODENAME=jammy\nID=ubuntu\nID_LIKE=debian\n'
-    "UBUNTU_CODENAME=jammy\n",
-    kernel="6.5.0-27-generic",
-    proc_version="Linux version 6.5.0-27-generic (buildd@lcy02-amd64-040) (x86_64-linux-gnu-gcc-12 (Ubuntu "
-    "12.3.0-1ubuntu1~22.04) 12.3.0, GNU ld (GNU Binutils for Ubuntu) 2.38) #28~22.04.1-Ubuntu SMP "
-    "PREEMPT_DYNAMIC Fri Mar 15 10:51:06 UTC 2\n",
+    os_release=UBUNTU_OS_RELEASE,
+    kernel=KERNEL_RELEASE,
+    proc_version=PROC_VERSION,
     lib_dir="/usr/lib/x86_64-linux-gnu",
     ldconfig=("/sbin/ldconfig", "/sbin/ldconfig.real"),
 )
@@ -86,14 +89,6 @@ ROCKY = Distro(
     ldconfig=("/sbin/ldconfig",),
 )
 
-WSL2_KERNEL = "5.15.146.1-microsoft-standard-WSL2"
-WSL2_PROC_VERSION = (
-    f"Linux version {WSL2_KERNEL} (root@65c757a075e2) (gcc (GCC) 11.2.0, GNU ld (GNU Binutils) 2.37) #1 SMP "
-    "Thu Jan 11 04:09:03 UTC 2024\n"
-)
-
-SECURE_BOOT_EFIVAR = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
-PCI_ROOT = "/sys/devices/pci0000:00"
 TOOLKIT_BINARIES = ("nvidia-container-runtime-hook", "nvidia-container-cli", "nvidia-ctk",
                     "nvidia-container-runtime", "nvidia-cdi-hook")
 TOOLKIT_CONFIG = "/etc/nvidia-container-runtime/config.toml"
@@ -105,97 +100,17 @@ CDI_SPEC = "/etc/cdi/nvidia.yaml"
 LIVE_SKIPS = {"runtime.docker_daemon": "skip", "parity.nvidia_smi": "skip"}
 
 
-# -- file formats (as in tests/scenarios/builder.py) -----------------------------------------------------
-
-_MODULE_LINES: dict[str, tuple[int, tuple[str, ...], str]] = {
-    "nvidia_uvm": (1527808, (), "(POE)"),
-    "nvidia_drm": (90112, (), "(POE)"),
-    "nvidia_modeset": (1314816, ("nvidia_drm",), "(POE)"),
-    "nvidia": (56823808, ("nvidia_uvm", "nvidia_modeset"), "(POE)"),
-}
-NVIDIA_MODULES = ("nvidia", "nvidia_uvm", "nvidia_modeset", "nvidia_drm")
+# -- file formats: gpudoctor.demo.render, shared with the test suite's fake hosts ----------------------------
 
 
-def proc_modules_text(modules: Iterable[str]) -> str:
-    present = [*modules, "ext4", "overlay"]
-    order = list(_MODULE_LINES)
-    lines = []
-    for name in sorted(present, key=lambda n: order.index(n) if n in order else 99):
-        size, users, taints = _MODULE_LINES.get(name, (16384, (), ""))
-        used = [u for u in users if u in present]
-        deps = ",".join(used) + "," if used else "-"
-        line = f"{name} {size} {len(used)} {deps} Live 0x0000000000000000"
-        lines.append(f"{line} {taints}" if taints else line)
-    return "\n".join(lines) + "\n"
-
-
-def proc_devices_text(*, nvidia: bool = True, uvm: bool = True) -> str:
-    char = [(1, "mem"), (4, "/dev/vc/0"), (4, "tty"), (5, "/dev/tty"), (5, "/dev/console"), (5, "/dev/ptmx"),
-            (7, "vcs"), (10, "misc"), (13, "input"), (29, "fb"), (128, "ptm"), (136, "pts"), (226, "drm")]
-    if nvidia:
-        char += [(NVIDIA_MAJOR, "nvidia-frontend"), (CAPS_MAJOR, "nvidia-caps")]
-    if uvm:
-        char.append((UVM_MAJOR, "nvidia-uvm"))
-    body = "".join(f"{major:3d} {name}\n" for major, name in sorted(char))
-    return f"Character devices:\n{body}\nBlock devices:\n  7 loop\n  8 sd\n259 blkext\n"
-
-
-def nvidia_version_text(version: str) -> str:
-    return (f"NVRM version: NVIDIA UNIX x86_64 Kernel Module  {version}  Thu Feb 22 01:44:30 UTC 2024\n"
-            "GCC version:  gcc version 12.3.0 (Ubuntu 12.3.0-1ubuntu1~22.04) \n")
-
-
-def gpu_information_text(gpu: DemoGpu, *, driver_version: str) -> str:
-    return (
-        f"Model: \t\t {gpu.name}\nIRQ:   \t\t {40 + gpu.index}\nGPU UUID: \t {gpu.uuid}\n"
-        "Video BIOS: \t 96.00.74.00.0d\nBus Type: \t PCIe\nDMA Size: \t 52 bits\nDMA Mask: \t 0xfffffffffffff\n"
-        f"Bus Location: \t {gpu.bus_id}\nDevice Minor: \t {gpu.minor}\nGPU Firmware: \t {driver_version}\n"
-        "GPU Excluded:\t No\n"
-    )
-
-
-def params_text() -> str:
-    return (
-        "ResmanDebugLevel: 4294967295\nRmLogonRC: 1\nModifyDeviceFiles: 1\nDeviceFileUID: 0\nDeviceFileGID: 0\n"
-        "DeviceFileMode: 438\nInitializeSystemMemoryAllocations: 1\nUsePageAttributeTable: 4294967295\n"
-        "EnableMSI: 1\nEnableStreamMemOPs: 0\nEnableUserNUMAManagement: 1\nNvLinkDisable: 0\n"
-        "RmProfilingAdminOnly: 1\nPreserveVideoMemoryAllocations: 0\nDynamicPowerManagement: 3\n"
-        'RegisterPCIDriver: 1\nEnableGpuFirmware: 18\nExcludedGpus: ""\n'
-    )
-
-
-def pci_device(address: str, *, vendor: int, device: int, class_code: int, driver: str | None) -> DemoTree:
-    base = f"{PCI_ROOT}/{address}"
-    tree = DemoTree(name="", files={
-        f"{base}/vendor": f"{vendor:#06x}\n",
-        f"{base}/device": f"{device:#06x}\n",
-        f"{base}/class": f"{class_code:#08x}\n",
-        f"{base}/subsystem_vendor": f"{vendor:#06x}\n",
-        f"{base}/subsystem_device": "0x16c1\n",
-    }, links={f"/sys/bus/pci/devices/{address}": f"../../../devices/pci0000:00/{address}"},
-        dirs=frozenset({"/sys/bus/pci/drivers"}))
-    if driver is not None:
-        tree = tree.with_links({f"{base}/driver": f"../../../bus/pci/drivers/{driver}"}).with_dirs(
-            f"/sys/bus/pci/drivers/{driver}")
-    return tree
-
-
-def module_sysfs(name: str, *, version: str | None) -> dict[str, str]:
-    files = {f"/sys/module/{name}/initstate": "live\n", f"/sys/module/{name}/refcnt": "0\n"}
-    if version is not None:
-        files[f"/sys/module/{name}/version"] = f"{version}\n"
-    return files
+def _tree(fragment: render.Fragment) -> DemoTree:
+    return DemoTree(name="", files=fragment.files, links=fragment.links, dirs=fragment.dirs)
 
 
 def nvidia_nodes(gpus: Iterable[DemoGpu], *, uvm: bool = True) -> dict[str, DeviceSpec]:
-    nodes = {
-        "/dev/nvidiactl": DeviceSpec(major=NVIDIA_MAJOR, minor=NVIDIACTL_MINOR),
-        "/dev/nvidia-modeset": DeviceSpec(major=NVIDIA_MAJOR, minor=NVIDIA_MODESET_MINOR),
-    }
-    nodes.update({f"/dev/nvidia{g.minor}": DeviceSpec(major=NVIDIA_MAJOR, minor=g.minor) for g in gpus})
-    if uvm:
-        nodes["/dev/nvidia-uvm"] = DeviceSpec(major=UVM_MAJOR, minor=0)
-        nodes["/dev/nvidia-uvm-tools"] = DeviceSpec(major=UVM_MAJOR, minor=1)
+    """The driver's nodes (see :func:`gpudoctor.demo.render.nvidia_nodes`) plus the MIG capability nodes."""
+    nodes = {path: DeviceSpec(major=major, minor=minor, mode=mode)
+             for path, (major, minor, mode) in render.nvidia_nodes(gpus, uvm=uvm).items()}
     nodes["/dev/nvidia-caps/nvidia-cap1"] = DeviceSpec(major=CAPS_MAJOR, minor=1, mode=0o400)
     nodes["/dev/nvidia-caps/nvidia-cap2"] = DeviceSpec(major=CAPS_MAJOR, minor=2, mode=0o444)
     return nodes
@@ -226,20 +141,15 @@ def base_system(distro: Distro) -> DemoTree:
     tree = DemoTree(
         name="base",
         files={
-            "/etc/os-release": distro.os_release,
-            "/proc/version": distro.proc_version,
-            "/proc/sys/kernel/osrelease": distro.kernel + "\n",
-            "/proc/cmdline": f"BOOT_IMAGE=/boot/vmlinuz-{distro.kernel} root=UUID=8f0c7c8e-2b7e ro quiet splash\n",
-            "/proc/modules": proc_modules_text(()),
-            "/proc/devices": proc_devices_text(nvidia=False, uvm=False),
-            SECURE_BOOT_EFIVAR: b"\x06\x00\x00\x00\x00",
-            "/sys/kernel/security/lockdown": "[none] integrity confidentiality\n",
+            **render.base_system_files(os_release=distro.os_release, proc_version=distro.proc_version,
+                                       kernel=distro.kernel),
             "/etc/ld.so.conf": f"include /etc/ld.so.conf.d/*.conf\n{distro.lib_dir}\n",
         },
         dirs=frozenset({"/tmp", f"/lib/modules/{distro.kernel}/kernel", "/run/lock", "/var/lib"}),
     ).with_files({path: STUB for path in distro.ldconfig}, mode=0o755)
-    tree = tree.merged(pci_device("0000:00:00.0", vendor=0x8086, device=0x2020, class_code=0x060000, driver=None))
-    return tree.merged(pci_device("0000:02:00.0", vendor=0x1A03, device=0x2000, class_code=0x030000, driver="ast"))
+    for fragment in render.base_pci_devices():
+        tree = tree.merged(_tree(fragment))
+    return tree
 
 
 def driver_libraries(lib_dir: str, version: str, *, cuda_version: str | None = None) -> DemoTree:
@@ -266,25 +176,11 @@ def ld_so_cache(lib_dir: str) -> dict[str, bytes]:
 def kernel_driver(distro: Distro, version: str, gpus: Iterable[DemoGpu]) -> DemoTree:
     """The loaded kernel driver: procfs, sysfs modules, GPUs bound to nvidia, device nodes."""
     gpu_list = list(gpus)
-    files: dict[str, str | bytes] = {
-        "/proc/modules": proc_modules_text(NVIDIA_MODULES),
-        "/proc/devices": proc_devices_text(),
-        "/proc/driver/nvidia/version": nvidia_version_text(version),
-        "/proc/driver/nvidia/params": params_text(),
-        f"/lib/modules/{distro.kernel}/updates/dkms/nvidia.ko": b"\x7fELF demo stand-in for nvidia.ko\n",
-        "/etc/modprobe.d/blacklist-nvidia-nouveau.conf": "# generated by nvidia-installer\nblacklist nouveau\n"
-                                                         "options nouveau modeset=0\n",
-    }
-    files.update(module_sysfs("nvidia", version=version))
-    files.update(module_sysfs("nvidia_uvm", version=None))
-    files.update(module_sysfs("nvidia_modeset", version=version))
-    files.update(module_sysfs("nvidia_drm", version=version))
-    for g in gpu_list:
-        files[f"/proc/driver/nvidia/gpus/{g.bus_id}/information"] = gpu_information_text(g, driver_version=version)
+    files = render.kernel_driver_files(kernel=distro.kernel, driver_version=version, gpus=gpu_list,
+                                       ko_content=b"\x7fELF demo stand-in for nvidia.ko\n")
     tree = DemoTree(name="", files=files).with_devices(nvidia_nodes(gpu_list))
     for g in gpu_list:
-        tree = tree.merged(pci_device(g.bus_id, vendor=0x10DE, device=g.device_id, class_code=0x030200,
-                                      driver="nvidia"))
+        tree = tree.merged(_tree(render.gpu_pci_device(g)))
     return tree
 
 
@@ -497,7 +393,7 @@ def wsl2() -> DemoTree:
         files={
             "/etc/os-release": UBUNTU.os_release,
             "/proc/version": WSL2_PROC_VERSION,
-            "/proc/sys/kernel/osrelease": WSL2_KERNEL + "\n",
+            "/proc/sys/kernel/osrelease": WSL2_RELEASE + "\n",
             "/proc/cmdline": "initrd=\\initrd.img WSL_ROOT_INIT=1 panic=-1 nr_cpus=16 swiotlb=force\n",
             "/proc/modules": proc_modules_text(()),
             "/proc/devices": proc_devices_text(nvidia=False, uvm=False),

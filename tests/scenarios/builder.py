@@ -36,9 +36,28 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from gpudoctor.demo import render
+
+# The file formats live in the package (the demo hosts use them too); the catalog and tests import them from here.
+from gpudoctor.demo.render import (  # noqa: F401
+    KERNEL_RELEASE,
+    NVIDIA_MODULES,
+    PCI_ROOT,
+    PROC_VERSION,
+    SECURE_BOOT_EFIVAR,
+    UBUNTU_OS_RELEASE,
+    WSL2_PROC_VERSION,
+    WSL2_RELEASE,
+    gpu_information_text,
+    module_sysfs,
+    nvidia_version_text,
+    params_text,
+    pci_device_dir,
+    proc_modules_text,
+    secure_boot_efivar,
+)
 from gpudoctor.host.root import HostRoot
 from tests.kit import DEFAULT_GPUS, FakeGpu, KitSpec, fake_gpus, install_driver_root, kit_majors
-from tests.kit.spec import NVIDIA_MAJOR, NVIDIA_MODESET_MINOR, NVIDIACTL_MINOR
 
 Content = str | bytes
 
@@ -172,141 +191,33 @@ class Scenario:
         return [g.minor for g in self.gpus]
 
 
-# -- file formats ---------------------------------------------------------------------------------------------
+# -- file formats: one implementation, in gpudoctor.demo.render (the bundled demo hosts use it too) ---------------
 
-KERNEL_RELEASE = "6.5.0-27-generic"
-PROC_VERSION = (
-    f"Linux version {KERNEL_RELEASE} (buildd@lcy02-amd64-040) (x86_64-linux-gnu-gcc-12 (Ubuntu 12.3.0-1ubuntu1~22.04) "
-    "12.3.0, GNU ld (GNU Binutils for Ubuntu) 2.38) #28~22.04.1-Ubuntu SMP PREEMPT_DYNAMIC Fri Mar 15 10:51:06 UTC 2\n"
-)
-WSL2_RELEASE = "5.15.146.1-microsoft-standard-WSL2"
-WSL2_PROC_VERSION = (
-    f"Linux version {WSL2_RELEASE} (root@65c757a075e2) (gcc (GCC) 11.2.0, GNU ld (GNU Binutils) 2.37) #1 SMP "
-    "Thu Jan 11 04:09:03 UTC 2024\n"
-)
 WSL1_PROC_VERSION = (
     "Linux version 4.4.0-19041-Microsoft (Microsoft@Microsoft.com) (gcc version 5.4.0 (GCC) ) #3996-Microsoft "
     "Thu Jan 01 62:00:00 PST 2022\n"
 )
-UBUNTU_OS_RELEASE = (
-    'PRETTY_NAME="Ubuntu 22.04.4 LTS"\nNAME="Ubuntu"\nVERSION_ID="22.04"\nVERSION="22.04.4 LTS (Jammy Jellyfish)"\n'
-    "VERSION_CODENAME=jammy\nID=ubuntu\nID_LIKE=debian\nUBUNTU_CODENAME=jammy\n"
-)
-SECURE_BOOT_EFIVAR = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
-PCI_ROOT = "/sys/devices/pci0000:00"
-
-_MODULE_LINES: dict[str, tuple[int, tuple[str, ...], str]] = {
-    # name: (size, used by, taints)
-    "nvidia_uvm": (1527808, (), "(POE)"),
-    "nvidia_drm": (90112, (), "(POE)"),
-    "nvidia_modeset": (1314816, ("nvidia_drm",), "(POE)"),
-    "nvidia": (56823808, ("nvidia_uvm", "nvidia_modeset"), "(POE)"),
-    "nouveau": (2818048, (), ""),
-    "drm_kms_helper": (270336, ("nvidia_drm", "nouveau"), ""),
-    "vfio_pci": (16384, (), ""),
-    "ext4": (1019904, (), ""),
-    "overlay": (188416, (), ""),
-}
-NVIDIA_MODULES = ("nvidia", "nvidia_uvm", "nvidia_modeset", "nvidia_drm")
-
-
-def proc_modules_text(modules: Iterable[str]) -> str:
-    """/proc/modules listing `modules` (plus ext4 and overlay), with use counts and users as a real kernel has."""
-    present = [*modules, "ext4", "overlay"]
-    lines = []
-    for name in sorted(present, key=lambda n: list(_MODULE_LINES).index(n) if n in _MODULE_LINES else 99):
-        size, users, taints = _MODULE_LINES.get(name, (16384, (), ""))
-        used = [u for u in users if u in present]
-        deps = ",".join(used) + "," if used else "-"
-        line = f"{name} {size} {len(used)} {deps} Live 0x0000000000000000"
-        lines.append(f"{line} {taints}" if taints else line)
-    return "\n".join(lines) + "\n"
 
 
 def proc_devices_text(*, nvidia: bool = True, uvm: bool = True, frontend_name: str = "nvidia-frontend") -> str:
-    majors = kit_majors()
-    char = [(1, "mem"), (4, "/dev/vc/0"), (4, "tty"), (5, "/dev/tty"), (5, "/dev/console"), (5, "/dev/ptmx"),
-            (7, "vcs"), (10, "misc"), (13, "input"), (29, "fb"), (128, "ptm"), (136, "pts"), (226, "drm")]
-    if nvidia:
-        char.append((NVIDIA_MAJOR, frontend_name))
-        char.append((majors["nvidia-caps"], "nvidia-caps"))
-    if uvm:
-        char.append((majors["nvidia-uvm"], "nvidia-uvm"))
-    char.sort()
-    body = "".join(f"{major:3d} {name}\n" for major, name in char)
-    return f"Character devices:\n{body}\nBlock devices:\n  7 loop\n  8 sd\n259 blkext\n"
+    """/proc/devices with the kit's majors (see :func:`gpudoctor.demo.render.proc_devices_text`)."""
+    return render.proc_devices_text(nvidia=nvidia, uvm=uvm, frontend_name=frontend_name, majors=kit_majors())
 
 
-def nvidia_version_text(version: str, *, open_module: bool = False) -> str:
-    if open_module:
-        first = (f"NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  {version}  Release Build  "
-                 "(dvs-builder@U16-I3-B03-4-3)  Thu Feb 22 01:25:25 UTC 2024")
-    else:
-        first = f"NVRM version: NVIDIA UNIX x86_64 Kernel Module  {version}  Thu Feb 22 01:44:30 UTC 2024"
-    return f"{first}\nGCC version:  gcc version 12.3.0 (Ubuntu 12.3.0-1ubuntu1~22.04) \n"
+def nvidia_nodes(gpus: Iterable[FakeGpu], *, mode: int = 0o666, uvm: bool = True) -> dict[str, tuple[int, int, int]]:
+    """The driver's /dev nodes with the kit's majors (see :func:`gpudoctor.demo.render.nvidia_nodes`)."""
+    return render.nvidia_nodes(gpus, mode=mode, uvm=uvm, majors=kit_majors())
 
 
-def gpu_information_text(gpu: FakeGpu, *, driver_version: str, excluded: bool = False, lost: bool = False) -> str:
-    """``/proc/driver/nvidia/gpus/<bus>/information`` as the driver prints it (``??`` for a lost GPU)."""
-    uuid = "??" if lost else gpu.uuid
-    bios = "??.??.??.??.??" if lost else "96.00.74.00.0d"
-    return (
-        f"Model: \t\t {gpu.name}\n"
-        f"IRQ:   \t\t {40 + gpu.index}\n"
-        f"GPU UUID: \t {uuid}\n"
-        f"Video BIOS: \t {bios}\n"
-        "Bus Type: \t PCIe\n"
-        "DMA Size: \t 52 bits\n"
-        "DMA Mask: \t 0xfffffffffffff\n"
-        f"Bus Location: \t {gpu.sysfs_bus_id}\n"
-        f"Device Minor: \t {gpu.minor}\n"
-        f"GPU Firmware: \t {driver_version}\n"
-        f"GPU Excluded:\t {'Yes' if excluded else 'No'}\n"
-    )
-
-
-def params_text(*, device_file_mode: int = 0o666, uid: int = 0, gid: int = 0, modify_device_files: bool = True) -> str:
-    """/proc/driver/nvidia/params (DeviceFileMode is printed in decimal: 438 == 0666)."""
-    return (
-        "ResmanDebugLevel: 4294967295\nRmLogonRC: 1\n"
-        f"ModifyDeviceFiles: {int(modify_device_files)}\nDeviceFileUID: {uid}\nDeviceFileGID: {gid}\n"
-        f"DeviceFileMode: {device_file_mode}\n"
-        "InitializeSystemMemoryAllocations: 1\nUsePageAttributeTable: 4294967295\nEnableMSI: 1\n"
-        "EnableStreamMemOPs: 0\nEnableUserNUMAManagement: 1\nNvLinkDisable: 0\nRmProfilingAdminOnly: 1\n"
-        "PreserveVideoMemoryAllocations: 0\nDynamicPowerManagement: 3\nRegisterPCIDriver: 1\n"
-        "EnableGpuFirmware: 18\nEnableGpuFirmwareLogs: 2\nOpenRmEnableUnsupportedGpus: 1\nDmaRemapPeerMmio: 1\n"
-        'RegistryDwords: ""\nRegistryDwordsPerDevice: ""\nRmMsg: ""\nGpuBlacklist: ""\nTemporaryFilePath: ""\n'
-        'ExcludedGpus: ""\n'
-    )
-
-
-def secure_boot_efivar(enabled: bool) -> bytes:
-    """efivarfs content: 4 attribute bytes (NV+BS+RT = 0x06) then the value byte."""
-    return b"\x06\x00\x00\x00" + (b"\x01" if enabled else b"\x00")
-
-
-def pci_device_dir(address: str) -> str:
-    return f"{PCI_ROOT}/{address}"
+def _scenario(fragment: render.Fragment) -> Scenario:
+    return Scenario(name="", files=fragment.files, symlinks=fragment.links, dirs=fragment.dirs)
 
 
 def pci_device(address: str, *, vendor: int, device: int, class_code: int, driver: str | None,
                subsystem: int = 0x16C1) -> Scenario:
-    """A fragment with one PCI function: the device directory under /sys/devices, the /sys/bus/pci/devices
-    link to it, and its ``driver`` link into /sys/bus/pci/drivers/<driver>."""
-    base = pci_device_dir(address)
-    files = {
-        f"{base}/vendor": f"{vendor:#06x}\n",
-        f"{base}/device": f"{device:#06x}\n",
-        f"{base}/class": f"{class_code:#08x}\n",
-        f"{base}/subsystem_vendor": f"{vendor:#06x}\n",
-        f"{base}/subsystem_device": f"{subsystem:#06x}\n",
-    }
-    links = {f"/sys/bus/pci/devices/{address}": f"../../../devices/pci0000:00/{address}"}
-    dirs = {"/sys/bus/pci/drivers"}
-    if driver is not None:
-        links[f"{base}/driver"] = f"../../../bus/pci/drivers/{driver}"
-        dirs.add(f"/sys/bus/pci/drivers/{driver}")
-    return Scenario(name="", files=files, symlinks=links, dirs=frozenset(dirs))
+    """A fragment with one PCI function (see :func:`gpudoctor.demo.render.pci_device`)."""
+    return _scenario(render.pci_device(address, vendor=vendor, device=device, class_code=class_code, driver=driver,
+                                       subsystem=subsystem))
 
 
 def merge(base: Scenario, *others: Scenario) -> Scenario:
@@ -317,26 +228,6 @@ def merge(base: Scenario, *others: Scenario) -> Scenario:
         for path, mode in o.modes.items():
             out = replace(out, modes={**out.modes, path: mode})
     return out
-
-
-def module_sysfs(name: str, *, version: str | None) -> dict[str, Content]:
-    files: dict[str, Content] = {f"/sys/module/{name}/initstate": "live\n", f"/sys/module/{name}/refcnt": "0\n"}
-    if version is not None:
-        files[f"/sys/module/{name}/version"] = f"{version}\n"
-    return files
-
-
-def nvidia_nodes(gpus: Iterable[FakeGpu], *, mode: int = 0o666, uvm: bool = True) -> dict[str, tuple[int, int, int]]:
-    majors = kit_majors()
-    nodes = {
-        "/dev/nvidiactl": (NVIDIA_MAJOR, NVIDIACTL_MINOR, mode),
-        "/dev/nvidia-modeset": (NVIDIA_MAJOR, NVIDIA_MODESET_MINOR, mode),
-    }
-    nodes.update({f"/dev/nvidia{g.minor}": (NVIDIA_MAJOR, g.minor, mode) for g in gpus})
-    if uvm:
-        nodes["/dev/nvidia-uvm"] = (majors["nvidia-uvm"], 0, mode)
-        nodes["/dev/nvidia-uvm-tools"] = (majors["nvidia-uvm"], 1, mode)
-    return nodes
 
 
 # -- the healthy host -----------------------------------------------------------------------------------------
@@ -350,25 +241,9 @@ ALL_HW_CHECKS = (
 
 def base_system(name: str = "base") -> Scenario:
     """A machine with no NVIDIA anything: Ubuntu 22.04, a host bridge and a BMC's ASPEED VGA on the PCI bus."""
-    sc = Scenario(
-        name=name,
-        files={
-            "/etc/os-release": UBUNTU_OS_RELEASE,
-            "/proc/version": PROC_VERSION,
-            "/proc/sys/kernel/osrelease": KERNEL_RELEASE + "\n",
-            "/proc/cmdline": f"BOOT_IMAGE=/boot/vmlinuz-{KERNEL_RELEASE} root=UUID=8f0c7c8e-2b7e ro quiet splash\n",
-            "/proc/modules": proc_modules_text(()),
-            "/proc/devices": proc_devices_text(nvidia=False, uvm=False),
-            SECURE_BOOT_EFIVAR: secure_boot_efivar(False),
-            "/sys/kernel/security/lockdown": "[none] integrity confidentiality\n",
-        },
-        dirs=frozenset({"/tmp", "/lib/modules/" + KERNEL_RELEASE + "/kernel"}),
-    )
-    return merge(
-        sc,
-        pci_device("0000:00:00.0", vendor=0x8086, device=0x2020, class_code=0x060000, driver=None),
-        pci_device("0000:02:00.0", vendor=0x1A03, device=0x2000, class_code=0x030000, driver="ast"),
-    )
+    files = render.base_system_files(os_release=UBUNTU_OS_RELEASE, proc_version=PROC_VERSION, kernel=KERNEL_RELEASE)
+    sc = Scenario(name=name, files=files, dirs=frozenset({"/tmp", "/lib/modules/" + KERNEL_RELEASE + "/kernel"}))
+    return merge(sc, *(_scenario(f) for f in render.base_pci_devices()))
 
 
 def healthy_host(
@@ -387,26 +262,11 @@ def healthy_host(
     gpu_list = (DEFAULT_GPUS if gpus == 2 else fake_gpus(gpus)) if isinstance(gpus, int) else tuple(gpus)
     n = len(gpu_list)
     sc = base_system(name or f"healthy_{n}gpu")
-    files: dict[str, Content] = {
-        "/proc/modules": proc_modules_text(NVIDIA_MODULES),
-        "/proc/devices": proc_devices_text(),
-        "/proc/driver/nvidia/version": nvidia_version_text(driver_version, open_module=open_module),
-        "/proc/driver/nvidia/params": params_text(),
-        f"/lib/modules/{KERNEL_RELEASE}/updates/dkms/nvidia.ko": b"\x7fELF stand-in for nvidia.ko\n",
-        "/etc/modprobe.d/blacklist-nvidia-nouveau.conf": "# generated by nvidia-installer\nblacklist nouveau\n"
-                                                         "options nouveau modeset=0\n",
-    }
-    files.update(module_sysfs("nvidia", version=driver_version))
-    files.update(module_sysfs("nvidia_uvm", version=None))
-    files.update(module_sysfs("nvidia_modeset", version=driver_version))
-    files.update(module_sysfs("nvidia_drm", version=driver_version))
-    for g in gpu_list:
-        files[f"/proc/driver/nvidia/gpus/{g.sysfs_bus_id}/information"] = gpu_information_text(
-            g, driver_version=driver_version)
+    files = render.kernel_driver_files(kernel=KERNEL_RELEASE, driver_version=driver_version, gpus=gpu_list,
+                                       open_module=open_module, ko_content=b"\x7fELF stand-in for nvidia.ko\n",
+                                       majors=kit_majors())
     sc = sc.with_files(files).with_devices(nvidia_nodes(gpu_list))
-    for g in gpu_list:
-        sc = merge(sc, pci_device(g.sysfs_bus_id, vendor=0x10DE, device=g.pci_device_id, class_code=0x030200,
-                                  driver="nvidia"))
+    sc = merge(sc, *(_scenario(render.gpu_pci_device(g)) for g in gpu_list))
     sc = replace(sc, gpus=gpu_list, driver=KitSpec(driver_version=driver_version, gpus=gpu_list),
                  description=f"healthy host with {n} GPU(s), driver {driver_version}")
     if runtime:
