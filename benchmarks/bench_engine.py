@@ -2,7 +2,9 @@
 
 Run: ``python3 -m benchmarks.bench_engine`` (root: it starts a private dockerd and makes device nodes).
 
-Interleaved in one run, medians compared (benchmarks.common):
+Interleaved in one run, medians compared (benchmarks.common); ``--runs N`` repeats the container-start
+measurement N times against the same daemon and judges the median of the N ratios, since on a shared
+machine a single run moves by several percent:
 
 1. ``docker run --rm --network none IMAGE true`` with ``--runtime gpudoctor`` and no GPU requested, against
    ``--runtime runc``. Target <= 1.05.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,7 +31,7 @@ from pathlib import Path
 from benchmarks.common import interleave, report, time_command
 
 
-def _docker_runs(base: Path, rounds: int) -> bool:
+def _docker_runs(base: Path, rounds: int, runs: int = 1) -> bool:
     from gpudoctor.engine.launcher import write_launcher
     from gpudoctor.engine.settings import Settings, find_runc, render_settings
     from tests.engine.engine_kit import kit_root
@@ -60,20 +63,44 @@ def _docker_runs(base: Path, rounds: int) -> bool:
         )  # fmt: skip
         if probe.returncode != 0 or probe.stdout.count("GPU ") != len(kit.spec.gpus):
             raise RuntimeError(f"the GPU container does not see the GPUs:\n{probe.stdout}\n{probe.stderr}")
-        runs = {
+        gpu = f"gpudoctor (all {len(kit.spec.gpus)} GPUs)"
+        variants = {
             "runc (no GPU)": lambda: run("--runtime", "runc"),
             "gpudoctor (no GPU)": lambda: run("--runtime", "gpudoctor"),
-            f"gpudoctor (all {len(kit.spec.gpus)} GPUs)": lambda: run(
-                "--runtime", "gpudoctor", "-e", "NVIDIA_VISIBLE_DEVICES=all"
-            ),
+            gpu: lambda: run("--runtime", "gpudoctor", "-e", "NVIDIA_VISIBLE_DEVICES=all"),
         }
-        samples = interleave(runs, rounds=rounds)
-        return report(
-            "container start: docker run --rm IMAGE true",
-            samples,
-            baseline="runc (no GPU)",
-            targets={"gpudoctor (no GPU)": 1.05, f"gpudoctor (all {len(kit.spec.gpus)} GPUs)": 1.20},
-        )
+        targets = {"gpudoctor (no GPU)": 1.05, gpu: 1.20}
+        ratios: dict[str, list[float]] = {name: [] for name in targets}
+        loads = []
+        ok = True
+        for i in range(runs):
+            load_before = os.getloadavg()[0]
+            samples = interleave(variants, rounds=rounds)
+            loads.append((load_before, os.getloadavg()[0]))
+            title = "container start: docker run --rm IMAGE true" + (
+                f" (run {i + 1} of {runs})" if runs > 1 else ""
+            )
+            ok = report(title, samples, baseline="runc (no GPU)", targets=targets) and ok
+            print(f"  (load average {loads[-1][0]:.1f} before, {loads[-1][1]:.1f} after)")
+            base_median = statistics.median(samples["runc (no GPU)"])
+            for name in ratios:
+                ratios[name].append(statistics.median(samples[name]) / base_median)
+        if runs > 1:
+            # A busy machine moves single runs by several percent; the median over runs is the figure.
+            print(
+                f"\nmedian over {runs} runs (1-minute load average {min(min(p) for p in loads):.1f}"
+                f"-{max(max(p) for p in loads):.1f})"
+            )
+            ok = True
+            for name, values in ratios.items():
+                med = statistics.median(values)
+                met = med <= targets[name]
+                ok &= met
+                spread = ", ".join(f"{v:.2f}" for v in values)
+                print(
+                    f"  {name:<44} {med:>7.2f}x  ≤ {targets[name]:.2f} {'ok' if met else 'MISSED'}  ({spread})"
+                )
+        return ok
     finally:
         daemon.stop()
 
@@ -112,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rounds", type=int, default=20, help="interleaved rounds per measurement (default 20)"
     )
+    parser.add_argument(
+        "--runs", type=int, default=1, help="repeat the container-start measurement; the median ratio counts"
+    )
     parser.add_argument("--skip-docker", action="store_true", help="only time cdi generate")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -123,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ok = _generate_runs(base, args.rounds)
         if not args.skip_docker:
-            ok = _docker_runs(base, args.rounds) and ok
+            ok = _docker_runs(base, args.rounds, args.runs) and ok
         return 0 if ok else 1
     finally:
         shutil.rmtree(base, ignore_errors=True)

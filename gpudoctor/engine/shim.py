@@ -3,9 +3,14 @@
 Registered in daemon.json as ``"runtimes": {"gpudoctor": {"path": ...}}``. It is called with runc's
 command line. For ``create`` and ``run`` it reads ``<bundle>/config.json``; if the container asks for a GPU
 (NVIDIA_VISIBLE_DEVICES in ``process.env``, or a ``cdi.k8s.io/`` annotation) it adds the device nodes,
-device-cgroup rules, read-only bind mounts and createContainer hooks, writes the spec atomically, and
+device-cgroup rules, read-only bind mounts and the createContainer hook, writes the spec atomically, and
 execs runc with the same arguments. Every other verb, and every container that asks for no GPU, goes to
 runc untouched: the spec stays byte-identical because it is never rewritten.
+
+The hook's work (symlinks, ld cache) is done by a hook server that the shim forks just before it execs
+runc (gpudoctor.engine.hookserver): the spec gets a ``/bin/sh`` relay entry instead of the Python one, so
+the container start pays for one Python interpreter, not two. When the server cannot be used (not root, no
+private cache dir), the spec keeps the Python entry. The log record says which (``"hooks"``).
 
 Errors go to stderr and, in runc's JSON format, to the ``--log`` file that containerd reads, so Docker
 shows them; the exit status is 1 and runc is not started. The inventory of the driver comes from a cache
@@ -25,6 +30,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from gpudoctor.engine.edits import ContainerEdits
+    from gpudoctor.engine.hookserver import HookServer
     from gpudoctor.engine.settings import Settings
 
 PROG = "gpudoctor-runtime"
@@ -151,11 +158,23 @@ def _sha256(data: bytes) -> str:
 
 
 def edit_bundle(args: RuncArgs, settings: Settings) -> dict[str, object]:
-    """Attach the requested GPUs to the bundle's spec. Returns a log record; raises ShimError."""
+    """Attach the requested GPUs to the bundle's spec. Returns a log record; raises ShimError.
+
+    The spec gets the engine's Python hook entry (the hook server is only used by `main`)."""
+    record, _ = _edit_bundle(args, settings, hook_server=False)
+    return record
+
+
+def _edit_bundle(
+    args: RuncArgs, settings: Settings, *, hook_server: bool
+) -> tuple[dict[str, object], HookServer | None]:
+    """edit_bundle; with `hook_server`, a prepared gpudoctor.engine.hookserver when the spec got its relay
+    hook entry (the caller must start it before runc runs)."""
     from gpudoctor.engine.oci import Bundle, SpecError
 
     bundle_path = args.bundle if args.bundle is not None else "."
     record: dict[str, object] = {"verb": args.verb, "id": args.container_id, "bundle": bundle_path}
+    server: HookServer | None = None
     try:
         with Bundle(bundle_path) as bundle:
             data, st = bundle.read_config()
@@ -164,19 +183,61 @@ def edit_bundle(args: RuncArgs, settings: Settings) -> dict[str, object]:
             # A request needs one of these literally in the file; without them nothing is even parsed.
             if not any(marker in data for marker in _REQUEST_MARKERS):
                 record["request"] = None
-                return record
-            new = _edited_spec(data, settings, record)
+                return record, None
+            new, server = _edited_spec(
+                data, settings, record, os.path.abspath(bundle_path) if hook_server else None
+            )
             if new is None:
-                return record
+                return record, None
             bundle.write_config(new, st)
             if settings.log_file:
                 record["sha256_after"] = _sha256(new)
-            return record
+            return record, server
     except SpecError as exc:
+        if server is not None:
+            server.discard()
         raise ShimError(str(exc)) from None
+    except BaseException:
+        if server is not None:
+            server.discard()
+        raise
 
 
-def _edited_spec(data: bytes, settings: Settings, record: dict[str, object]) -> bytes | None:
+def _rootfs(spec: dict[str, object], bundle: str) -> str | None:
+    """The container root's host path as runc computes it from ``root.path``; None when it has none."""
+    root = spec.get("root")
+    path = root.get("path") if isinstance(root, dict) else None
+    if not isinstance(path, str) or not path or "\0" in path:
+        return None
+    return os.path.normpath(os.path.join(bundle, path))
+
+
+def _with_server(
+    spec: dict[str, object], edits: ContainerEdits, settings: Settings, bundle: str, record: dict[str, object]
+) -> tuple[ContainerEdits, HookServer | None]:
+    """Swap the edits' Python hook entry for the hook server's relay entry, when a server can be used."""
+    if not edits.hooks:
+        return edits, None
+    record["hooks"] = "process"
+    rootfs = _rootfs(spec, bundle)
+    if not settings.cache_dir or rootfs is None:
+        return edits, None
+    from gpudoctor.engine.edits import ContainerEdits
+    from gpudoctor.engine.hookserver import prepare
+
+    server = prepare(edits.hooks, rootfs=rootfs, run_dir=settings.cache_dir)
+    if server is None:
+        return edits, None
+    record["hooks"] = "server"
+    swapped = ContainerEdits(
+        env=edits.env, device_nodes=edits.device_nodes, mounts=edits.mounts, hooks=[server.relay_hook]
+    )
+    return swapped, server
+
+
+def _edited_spec(
+    data: bytes, settings: Settings, record: dict[str, object], bundle: str | None
+) -> tuple[bytes | None, HookServer | None]:
     from gpudoctor.engine.cache import load_inventory
     from gpudoctor.engine.inventory import DiscoveryError
     from gpudoctor.engine.oci import annotations_of, apply_edits, env_of, parse_config, serialize
@@ -190,15 +251,23 @@ def _edited_spec(data: bytes, settings: Settings, record: dict[str, object]) -> 
         raise ShimError(str(exc)) from None
     record["request"] = None if request is None else ",".join(request.devices) or "none"
     if request is None:
-        return None
+        return None, None
     try:
         inventory = load_inventory(settings.driver_root, settings.dev_root, settings.cache_dir)
         edits = select(inventory, request)
     except (DiscoveryError, SelectionError) as exc:
         raise ShimError(str(exc)) from None
     record["devices"] = [n.path for n in edits.device_nodes]
-    apply_edits(spec, edits)
-    return serialize(spec)
+    server = None
+    if bundle is not None:
+        edits, server = _with_server(spec, edits, settings, bundle, record)
+    try:
+        apply_edits(spec, edits)
+        return serialize(spec), server
+    except BaseException:
+        if server is not None:
+            server.discard()
+        raise
 
 
 # ------------------------------------------------------------------------------------------------- main
@@ -258,8 +327,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _exec_runc(settings.runc, argv, args)
     started = time.monotonic()
     record: dict[str, object] = {"verb": args.verb, "id": args.container_id}
+    server: HookServer | None = None
     try:
-        record = edit_bundle(args, settings)
+        record, server = _edit_bundle(args, settings, hook_server=True)
     except ShimError as exc:
         record["error"] = str(exc)
         _finish(settings, record, started)
@@ -272,6 +342,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         _report(message, args)
         return 1
     _finish(settings, record, started)
+    if server is not None:
+        try:
+            server.start()
+        except OSError as exc:  # the spec now names the relay: runc must not run without its server
+            _report(f"cannot start the hook server: {exc}; the container was not started", args)
+            return 1
     return _exec_runc(settings.runc, argv, args)
 
 

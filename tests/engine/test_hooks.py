@@ -6,6 +6,7 @@ rootfs), and through real runc as createContainer and createRuntime hooks.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -91,6 +92,44 @@ def test_builders_validate_what_they_emit() -> None:
             validate_folder(folder)
 
 
+def test_a_rewritten_config_json_is_read_again(tmp_path: Path) -> None:
+    """The root path is remembered per config.json identity (two hook commands in one process parse it
+    once), so a config.json replaced by another file is read anew."""
+    from gpudoctor.engine.hooks import container_root_path
+
+    bundle = Bundle.create(tmp_path / "b")
+    state = ContainerState(oci_version="1.0.2", id="x", status="creating", pid=None, bundle=str(bundle.path),
+                           annotations={})
+    assert container_root_path(state) == str(bundle.rootfs)
+    assert container_root_path(state) == str(bundle.rootfs)
+    bundle.config["root"] = {"path": "other"}
+    tmp = bundle.path / "config.json.new"
+    tmp.write_text(json.dumps(bundle.config))
+    tmp.rename(bundle.path / "config.json")
+    assert container_root_path(state) == str(bundle.path / "other")
+
+
+def test_a_hook_in_a_nested_pid_namespace_ignores_the_state_pid() -> None:
+    """runc's createContainer state says pid 1 (runc init as the container numbers it); a hook running in
+    that pid namespace must not read /proc/1, which is the host's pid 1."""
+    require_root()
+    from gpudoctor.engine import libc
+    from gpudoctor.engine.hooks import _pid_ns_nested
+
+    assert _pid_ns_nested() is False
+    child = os.fork()
+    if child == 0:
+        try:
+            libc.unshare(0x20000000)  # CLONE_NEWPID: our next child is pid 1 of a new namespace
+            grandchild = os.fork()
+            if grandchild == 0:
+                os._exit(0 if _pid_ns_nested() else 1)
+            os._exit(os.waitstatus_to_exitcode(os.waitpid(grandchild, 0)[1]))
+        except BaseException:
+            os._exit(2)
+    assert os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) == 0
+
+
 def test_link_spec_parsing() -> None:
     assert parse_link_spec("libcuda.so.1::/usr/lib/libcuda.so") == ("libcuda.so.1", "/usr/lib/libcuda.so")
     with pytest.raises(HookError, match="expected TARGET::LINK with exactly one '::'"):
@@ -101,8 +140,9 @@ def test_link_spec_parsing() -> None:
 
 def test_entry_runs_with_isolated_interpreter_and_no_heavy_imports() -> None:
     entry = hook_entry("create-symlinks", ["--link=a::/b"])
+    # Not run as __main__ (that ends the process with os._exit): load the script, then call its main.
     script = (f"import runpy, sys\nsys.argv = [{entry_script()!r}, 'hook', 'create-symlinks', '--help']\n"
-              "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\nexcept SystemExit:\n    pass\n"
+              "assert runpy.run_path(sys.argv[0], run_name='gpudoctor_entry')['_main']() == 0\n"
               "import gpudoctor.engine.hooks, gpudoctor.engine.safepath, gpudoctor.engine.confine\n"
               "print(sorted(m for m in ('textual', 'docker', 'gpudoctor.cli', 'gpudoctor.checks', 'site')"
               " if m in sys.modules))")

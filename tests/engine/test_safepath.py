@@ -294,6 +294,17 @@ def test_write_file_is_atomic_and_replaces_links_not_their_targets(root: Root, r
     canary.assert_untouched()
 
 
+def test_write_file_without_fsync_is_still_atomic(root: Root, rootfs: Path, canary: HostCanary) -> None:
+    """durable=False (the hooks' drop-in) only skips the fsync: the link is replaced, not followed."""
+    conf = rootfs / "etc" / "ld.so.conf.d" / "00-y.conf"
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(str(canary.path / "secret.txt"), conf)
+    root.write_file("/etc/ld.so.conf.d/00-y.conf", b"/usr/lib/nvidia\n", durable=False)
+    assert not conf.is_symlink() and conf.read_bytes() == b"/usr/lib/nvidia\n"
+    assert not [p for p in os.listdir(conf.parent) if ".gpudoctor-" in p]
+    canary.assert_untouched()
+
+
 def test_write_file_refuses_a_fifo_or_directory(root: Root, rootfs: Path) -> None:
     os.mkfifo(rootfs / "etc" / "fifo.conf")
     (rootfs / "etc" / "dir.conf").mkdir()
